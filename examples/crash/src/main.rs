@@ -1,0 +1,73 @@
+//! Failure modes, for the test suite: `what=` picks how this application dies, so tests can
+//! check that each one is reported (message, location or crash report) and exits non-zero.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+fata::config! {
+    pub struct Config {
+        /// How to fail: ok, error, panic, null, page-fault, stack-overflow,
+        /// invalid-opcode, write-text, exec-data, oom.
+        what: String = "ok",
+    }
+}
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    // A large frame, kept alive across the call so the recursion cannot be turned into a loop.
+    let frame = core::hint::black_box([depth; 64]);
+    if depth == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1) + frame[(depth % 64) as usize]
+}
+
+static DATA_BYTES: [u8; 4] = [0xc3; 4];
+
+#[fata::main]
+async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
+    let what = rt.config().what.as_str();
+    fata::println!("crash: about to fail with `{what}`");
+    match what {
+        "ok" => Ok(()),
+        "error" => Err(String::from("the application gave up")),
+        "panic" => panic!("deliberate panic for the test suite"),
+        // SAFETY (all below): deliberately invalid operations; each must end in a crash report.
+        "null" => {
+            let p = core::hint::black_box(8usize) as *const u64;
+            let v = unsafe { core::ptr::read_volatile(p) };
+            Err(alloc::format!("read {v} through a null pointer and survived"))
+        }
+        "page-fault" => {
+            let p = core::hint::black_box(0x7_0000_0000usize) as *const u64;
+            let v = unsafe { core::ptr::read_volatile(p) };
+            Err(alloc::format!("read {v} from unmapped memory and survived"))
+        }
+        "write-text" => {
+            let p = core::hint::black_box(recurse as usize) as *mut u8;
+            unsafe { core::ptr::write_volatile(p, 0xcc) };
+            Err("wrote to the code and survived".into())
+        }
+        "exec-data" => {
+            let f: extern "C" fn() = unsafe { core::mem::transmute(core::hint::black_box(&DATA_BYTES as *const u8)) };
+            f();
+            Err("executed data and survived".into())
+        }
+        "invalid-opcode" => {
+            unsafe { core::arch::asm!("ud2") };
+            Err("executed ud2 and survived".into())
+        }
+        "stack-overflow" => Err(alloc::format!("recursion returned {}", recurse(0))),
+        "oom" => {
+            let mut hog: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hog.push(Vec::with_capacity(1 << 20));
+                core::hint::black_box(&hog);
+            }
+        }
+        other => Err(alloc::format!("unknown failure mode `{other}`")),
+    }
+}

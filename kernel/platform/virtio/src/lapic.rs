@@ -1,0 +1,106 @@
+//! The local APIC: its one-shot timer bounds [`wait`], and every interrupt is acknowledged
+//! here. The legacy PIC is masked so that its vectors can never alias CPU exceptions.
+//!
+//! The register window is MMIO at the address in `IA32_APIC_BASE` (normally `0xfee00000`),
+//! identity-mapped uncached by the boot page tables.
+
+use crate::clock;
+use crate::pio::outb;
+use core::sync::atomic::{AtomicU64, Ordering};
+use fata_hal::{Events, Nanos};
+
+/// Vector of the LAPIC timer.
+pub(crate) const TIMER_VECTOR: u8 = 0xf0;
+/// Spurious-interrupt vector (never acknowledged).
+pub(crate) const SPURIOUS_VECTOR: u8 = 0xff;
+
+const REG_EOI: usize = 0xb0;
+const REG_SVR: usize = 0xf0;
+const REG_LVT_TIMER: usize = 0x320;
+const REG_INITIAL: usize = 0x380;
+const REG_CURRENT: usize = 0x390;
+const REG_DIVIDE: usize = 0x3e0;
+
+static BASE: AtomicU64 = AtomicU64::new(0);
+static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+
+fn reg(off: usize) -> *mut u32 {
+    (BASE.load(Ordering::Relaxed) as usize + off) as *mut u32
+}
+
+fn write(off: usize, v: u32) {
+    if BASE.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    // SAFETY: `BASE` is the LAPIC's MMIO window (from IA32_APIC_BASE), identity-mapped and
+    // uncached; `off` is one of the architectural register offsets, 16-byte aligned.
+    unsafe { core::ptr::write_volatile(reg(off), v) }
+}
+
+fn read(off: usize) -> u32 {
+    if BASE.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    // SAFETY: as for `write`.
+    unsafe { core::ptr::read_volatile(reg(off)) }
+}
+
+/// Masks the 8259 PICs, enables the LAPIC and calibrates its timer against the TSC
+/// (call after `clock::init`). Returns the timer frequency.
+pub(crate) fn init() -> u64 {
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
+    // SAFETY: reading IA32_APIC_BASE (MSR 0x1b) has no side effects; every x86_64 CPU has it.
+    let msr = unsafe { x86_64::registers::model_specific::Msr::new(0x1b).read() };
+    BASE.store(msr & 0x000f_ffff_ffff_f000, Ordering::Relaxed);
+    // SAFETY: setting the global-enable bit (11) of IA32_APIC_BASE at the same base only
+    // (re-)enables the local APIC.
+    unsafe { x86_64::registers::model_specific::Msr::new(0x1b).write(msr | (1 << 11)) };
+    write(REG_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
+    write(REG_DIVIDE, 0x3); // divide by 16
+    write(REG_LVT_TIMER, 1 << 16); // masked while calibrating
+
+    write(REG_INITIAL, u32::MAX);
+    let t0 = clock::rdtsc();
+    let span = clock::tsc_hz() / 100; // 10 ms
+    while clock::rdtsc().wrapping_sub(t0) < span {
+        core::hint::spin_loop();
+    }
+    let ticks = u64::from(u32::MAX - read(REG_CURRENT));
+    write(REG_INITIAL, 0);
+    let hz = (ticks * 100).max(1000);
+    TIMER_HZ.store(hz, Ordering::Relaxed);
+    write(REG_LVT_TIMER, u32::from(TIMER_VECTOR)); // one-shot, unmasked
+    hz
+}
+
+/// Acknowledges an interrupt (the trap layer calls this for every vector >= 32).
+pub(crate) fn on_interrupt(vector: u8) {
+    if vector != SPURIOUS_VECTOR {
+        write(REG_EOI, 0);
+    }
+}
+
+/// Halts until an interrupt or until the monotonic clock reaches `deadline`.
+pub(crate) fn wait(deadline: Option<Nanos>) -> Events {
+    if let Some(d) = deadline {
+        let now = clock::monotonic_ns();
+        if d <= now {
+            return Events::NONE;
+        }
+        let hz = u128::from(TIMER_HZ.load(Ordering::Relaxed));
+        // Round up so the timer never fires before the deadline.
+        let ticks = (u128::from(d - now) * hz).div_ceil(1_000_000_000).clamp(1, u128::from(u32::MAX));
+        write(REG_INITIAL, ticks as u32);
+    }
+    // SAFETY: `sti; hlt` is the atomic idle idiom: the interrupt shadow of `sti` makes `hlt`
+    // run before any interrupt is taken, so a wake-up cannot be lost between the two.
+    // Every vector has an IST stack and the stubs save all state, so the handler cannot
+    // corrupt the stack or registers of this function. Interrupts are off again after `cli`.
+    unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    write(REG_INITIAL, 0);
+    let pending = fata_boot::trap::take_pending();
+    // Device interrupts (vectors 0x30..0x6f) map to event bits 0..63; the timer is no event.
+    let devices = (pending[0] >> 48) | (pending[1] << 16);
+    Events(devices)
+}

@@ -1,0 +1,390 @@
+//! The single-core, run-to-completion async executor and its timer queue.
+//!
+//! Tasks are boxed futures in a slab. A task's waker holds only its slot number and the
+//! shared ready queue (so wakers are `Send + Sync` without any `unsafe`); waking pushes the
+//! slot once. The loop: poll every ready task; fire due timers; if nothing is ready, ask the
+//! platform to [`wait`](fata_hal::Platform::wait) until the earliest timer deadline. That wait
+//! is the only place the CPU idles, and the only place interrupts are taken on bare metal.
+//!
+//! A timer never fires early: a sleeping future completes only once the monotonic clock has
+//! reached its deadline, whatever woke it.
+
+use alloc::boxed::Box;
+use alloc::collections::{BinaryHeap, VecDeque};
+use alloc::rc::Rc;
+use alloc::sync::Arc;
+use alloc::task::Wake;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::cmp::{Ordering as CmpOrdering, Reverse};
+use core::future::Future;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll, Waker};
+use fata_hal::{Nanos, Platform};
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+#[derive(Default)]
+struct ReadyQueue {
+    slots: spin::Mutex<VecDeque<usize>>,
+}
+
+struct TaskWaker {
+    slot: usize,
+    queued: AtomicBool,
+    ready: Arc<ReadyQueue>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.ready.slots.lock().push_back(self.slot);
+        }
+    }
+}
+
+struct Task {
+    future: BoxFuture,
+    handle: Arc<TaskWaker>,
+    waker: Waker,
+}
+
+struct Timer {
+    deadline: Nanos,
+    seq: u64,
+    waker: Waker,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, o: &Self) -> bool {
+        (self.deadline, self.seq) == (o.deadline, o.seq)
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, o: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Timer {
+    fn cmp(&self, o: &Self) -> CmpOrdering {
+        (self.deadline, self.seq).cmp(&(o.deadline, o.seq))
+    }
+}
+
+/// Why [`Executor::block_on`] gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stall {
+    /// Every task waits, no timer is armed and no device can wake anything.
+    NothingCanWake,
+}
+
+/// The executor. One per program, reached through [`current`].
+pub(crate) struct Executor {
+    tasks: RefCell<Vec<Option<Task>>>,
+    free: RefCell<Vec<usize>>,
+    ready: Arc<ReadyQueue>,
+    timers: RefCell<BinaryHeap<Reverse<Timer>>>,
+    seq: Cell<u64>,
+    event_sources: Cell<usize>,
+    polls: Cell<u64>,
+}
+
+impl Executor {
+    pub(crate) fn new() -> Executor {
+        Executor {
+            tasks: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+            ready: Arc::new(ReadyQueue::default()),
+            timers: RefCell::new(BinaryHeap::new()),
+            seq: Cell::new(0),
+            event_sources: Cell::new(0),
+            polls: Cell::new(0),
+        }
+    }
+
+    /// Adds a task and queues it to be polled.
+    fn spawn_boxed(&self, future: BoxFuture) {
+        let slot = self.free.borrow_mut().pop().unwrap_or_else(|| {
+            let mut t = self.tasks.borrow_mut();
+            t.push(None);
+            t.len() - 1
+        });
+        let handle = Arc::new(TaskWaker { slot, queued: AtomicBool::new(false), ready: self.ready.clone() });
+        let waker = Waker::from(handle.clone());
+        self.tasks.borrow_mut()[slot] = Some(Task { future, handle, waker: waker.clone() });
+        waker.wake();
+    }
+
+    /// Arms a timer that wakes `waker` once the clock reaches `deadline`.
+    pub(crate) fn add_timer(&self, deadline: Nanos, waker: Waker) {
+        let seq = self.seq.get();
+        self.seq.set(seq + 1);
+        self.timers.borrow_mut().push(Reverse(Timer { deadline, seq, waker }));
+    }
+
+    /// Declares that a device can wake tasks from `wait` (so waiting with no timer armed is
+    /// not a deadlock).
+    #[allow(dead_code)]
+    pub(crate) fn add_event_source(&self) {
+        self.event_sources.set(self.event_sources.get() + 1);
+    }
+
+    fn next_ready(&self) -> Option<usize> {
+        self.ready.slots.lock().pop_front()
+    }
+
+    /// Polls every queued task once (and tasks woken meanwhile).
+    fn run_ready(&self) {
+        while let Some(slot) = self.next_ready() {
+            let task = self.tasks.borrow_mut().get_mut(slot).and_then(Option::take);
+            let Some(mut task) = task else { continue };
+            task.handle.queued.store(false, Ordering::Release);
+            self.polls.set(self.polls.get() + 1);
+            let mut cx = Context::from_waker(&task.waker);
+            match task.future.as_mut().poll(&mut cx) {
+                Poll::Ready(()) => self.free.borrow_mut().push(slot),
+                Poll::Pending => self.tasks.borrow_mut()[slot] = Some(task),
+            }
+        }
+    }
+
+    /// Wakes every timer whose deadline is at or before `now`.
+    fn fire_due(&self, now: Nanos) {
+        loop {
+            let due = {
+                let mut timers = self.timers.borrow_mut();
+                match timers.peek() {
+                    Some(Reverse(t)) if t.deadline <= now => timers.pop(),
+                    _ => None,
+                }
+            };
+            match due {
+                Some(Reverse(t)) => t.waker.wake(),
+                None => break,
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Nanos> {
+        self.timers.borrow().peek().map(|Reverse(t)| t.deadline)
+    }
+
+    /// Runs `main` (and every task it spawns) until `main` completes.
+    pub(crate) fn block_on<P: Platform, F: Future + 'static>(&self, main: F) -> Result<F::Output, Stall> {
+        let out: Rc<RefCell<Option<F::Output>>> = Rc::new(RefCell::new(None));
+        let slot = out.clone();
+        self.spawn_boxed(Box::pin(async move {
+            let v = main.await;
+            *slot.borrow_mut() = Some(v);
+        }));
+        loop {
+            self.run_ready();
+            if let Some(v) = out.borrow_mut().take() {
+                return Ok(v);
+            }
+            self.fire_due(P::monotonic_ns());
+            if !self.ready.slots.lock().is_empty() {
+                continue;
+            }
+            let deadline = self.next_deadline();
+            if deadline.is_none() && self.event_sources.get() == 0 {
+                return Err(Stall::NothingCanWake);
+            }
+            P::wait(deadline);
+        }
+    }
+
+    /// Number of task polls so far.
+    #[allow(dead_code)]
+    pub(crate) fn polls(&self) -> u64 {
+        self.polls.get()
+    }
+}
+
+#[cfg(not(test))]
+mod cur {
+    use super::Executor;
+    use crate::single::Local;
+    use core::cell::Cell;
+
+    static CURRENT: Local<Cell<Option<&'static Executor>>> = Local(Cell::new(None));
+
+    pub(crate) fn set(e: &'static Executor) {
+        CURRENT.0.set(Some(e));
+    }
+
+    pub(crate) fn get() -> Option<&'static Executor> {
+        CURRENT.0.get()
+    }
+}
+
+#[cfg(test)]
+mod cur {
+    use super::Executor;
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static CURRENT: Cell<Option<&'static Executor>> = const { Cell::new(None) };
+    }
+
+    pub(crate) fn set(e: &'static Executor) {
+        CURRENT.with(|c| c.set(Some(e)));
+    }
+
+    pub(crate) fn get() -> Option<&'static Executor> {
+        CURRENT.with(|c| c.get())
+    }
+}
+
+pub(crate) use cur::set as set_current;
+
+/// The running executor. Panics (with a clear message) outside the runtime.
+pub(crate) fn current() -> &'static Executor {
+    cur::get().expect("fata: no runtime is running (spawn and timers need #[fata::main])")
+}
+
+/// The result of a spawned task, to be awaited.
+pub struct JoinHandle<T> {
+    out: Rc<RefCell<(Option<T>, Option<Waker>)>>,
+}
+
+impl<T> JoinHandle<T> {
+    /// Whether the task has finished.
+    pub fn is_finished(&self) -> bool {
+        self.out.borrow().0.is_some()
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let mut o = self.out.borrow_mut();
+        match o.0.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                o.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Starts `future` as a new task; it runs concurrently with the caller (on the same core,
+/// interleaved at `.await` points). Await the handle for its result, or drop the handle to
+/// let it run detached.
+pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
+    let out = Rc::new(RefCell::new((None, None::<Waker>)));
+    let slot = out.clone();
+    current().spawn_boxed(Box::pin(async move {
+        let v = future.await;
+        let waker = {
+            let mut s = slot.borrow_mut();
+            s.0 = Some(v);
+            s.1.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }));
+    JoinHandle { out }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::time::{Duration, Instant, sleep};
+    use fata_hal::mock::MockPlatform;
+
+    /// A fresh executor installed as this thread's current one, with the mock clock at 0.
+    pub(crate) fn fresh() -> &'static Executor {
+        MockPlatform::set_now(0);
+        MockPlatform::take_waits();
+        let e: &'static Executor = Box::leak(Box::new(Executor::new()));
+        set_current(e);
+        e
+    }
+
+    #[test]
+    fn main_result_is_returned() {
+        let e = fresh();
+        assert_eq!(e.block_on::<MockPlatform, _>(async { 41 + 1 }), Ok(42));
+    }
+
+    #[test]
+    fn timers_fire_in_deadline_order_and_never_early() {
+        let e = fresh();
+        let log: Rc<RefCell<Vec<(u64, u64)>>> = Rc::default();
+        let r = e.block_on::<MockPlatform, _>({
+            let log = log.clone();
+            async move {
+                let mut handles = Vec::new();
+                for ms in [30u64, 10, 20, 10, 0] {
+                    let log = log.clone();
+                    handles.push(spawn(async move {
+                        let start = Instant::now();
+                        sleep(Duration::from_millis(ms)).await;
+                        let waited = start.elapsed().as_nanos() as u64;
+                        log.borrow_mut().push((ms, waited));
+                    }));
+                }
+                for h in handles {
+                    h.await;
+                }
+            }
+        });
+        assert_eq!(r, Ok(()));
+        let log = log.borrow();
+        let order: Vec<u64> = log.iter().map(|&(ms, _)| ms).collect();
+        assert_eq!(order, [0, 10, 10, 20, 30]);
+        for &(ms, waited) in log.iter() {
+            assert!(waited >= ms * 1_000_000, "{ms} ms timer fired after {waited} ns");
+        }
+        // The executor idled until each distinct deadline instead of spinning.
+        let waits = MockPlatform::take_waits();
+        assert_eq!(waits, [Some(10_000_000), Some(20_000_000), Some(30_000_000)]);
+    }
+
+    #[test]
+    fn spurious_wakeups_do_not_end_a_sleep_early() {
+        let e = fresh();
+        let r = e.block_on::<MockPlatform, _>(async {
+            let s = spawn(sleep(Duration::from_millis(5)));
+            // Wake the sleeper over and over before its deadline.
+            for _ in 0..3 {
+                sleep(Duration::from_millis(1)).await;
+            }
+            assert!(!s.is_finished());
+            s.await;
+            Instant::now().as_nanos()
+        });
+        assert!(r.unwrap() >= 5_000_000);
+    }
+
+    #[test]
+    fn waiting_forever_with_nothing_to_wake_is_reported_as_a_stall() {
+        let e = fresh();
+        let r = e.block_on::<MockPlatform, _>(core::future::pending::<()>());
+        assert_eq!(r, Err(Stall::NothingCanWake));
+    }
+
+    #[test]
+    fn many_tasks_reuse_slots() {
+        let e = fresh();
+        let r = e.block_on::<MockPlatform, _>(async {
+            let mut sum = 0;
+            for i in 0..1000u64 {
+                sum += spawn(async move { i }).await;
+            }
+            sum
+        });
+        assert_eq!(r, Ok(499_500));
+        assert!(e.tasks.borrow().len() <= 3, "slab grew to {}", e.tasks.borrow().len());
+    }
+}

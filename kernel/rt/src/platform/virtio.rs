@@ -1,0 +1,21 @@
+//! Bare-metal wiring for the `virtio` platform: the heap over the RAM the platform found, and
+//! the panic handler (std is not there to provide one).
+
+pub use fata_platform_virtio::Virtio as Plat;
+
+#[global_allocator]
+static HEAP: crate::heap::Heap = crate::heap::Heap::new();
+
+/// Hands every free RAM region to the heap.
+pub fn init_heap(boot: &fata_hal::BootInfo) {
+    for r in boot.heap_regions() {
+        HEAP.claim(r);
+    }
+    crate::heap::set_global(&HEAP);
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    crate::runtime::report_panic(info.location(), info.message())
+}

@@ -1,0 +1,129 @@
+//! Start-up and shut-down: from the platform's call to `__fata_start` to `exit`.
+//!
+//! `start` claims the heap, prints the banner, loads the configuration (stopping with the help
+//! text on a bad command line), installs the logger, prints the effective configuration, runs
+//! the application's `main` on the executor and turns its outcome into an exit code.
+
+use crate::config::{self, ArgError, Config};
+use crate::console::Console;
+use crate::executor::{Executor, Stall, set_current};
+use crate::platform::{Plat, init_heap};
+use alloc::boxed::Box;
+use core::fmt::{self, Write};
+use core::future::Future;
+use fata_hal::{BootInfo, ExitCode, Platform};
+
+/// The application's handle on the runtime, passed to `main`.
+pub struct Runtime<C: 'static = ()> {
+    config: &'static C,
+}
+
+impl<C> Clone for Runtime<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<C> Copy for Runtime<C> {}
+
+impl<C> Runtime<C> {
+    /// The application's configuration (defaults overridden by the boot command line).
+    pub fn config(&self) -> &'static C {
+        self.config
+    }
+
+    /// Starts a task (see [`crate::spawn`]).
+    pub fn spawn<F: Future + 'static>(&self, f: F) -> crate::JoinHandle<F::Output> {
+        crate::spawn(f)
+    }
+
+    /// The platform's name.
+    pub fn platform(&self) -> &'static str {
+        Plat::NAME
+    }
+}
+
+/// What `main` may return: `()` or `Result<(), E>` with a displayable error.
+pub trait Termination {
+    /// Reports the outcome on the console and gives the exit code.
+    fn report(self) -> ExitCode;
+}
+
+impl Termination for () {
+    fn report(self) -> ExitCode {
+        ExitCode::Success
+    }
+}
+
+impl<E: fmt::Display> Termination for Result<(), E> {
+    fn report(self) -> ExitCode {
+        match self {
+            Ok(()) => ExitCode::Success,
+            Err(e) => {
+                let _ = writeln!(Console::new(), "fata: main returned an error: {e}");
+                ExitCode::AppError
+            }
+        }
+    }
+}
+
+/// Flushes and exits, saying so on the console (the exit status can be lost on machines
+/// without a debug-exit device).
+pub(crate) fn exit_with(code: ExitCode) -> ! {
+    let _ = writeln!(Console::new(), "fata: exit {} ({:?})", code.code(), code);
+    Plat::exit(code)
+}
+
+/// Prints a panic report and exits with [`ExitCode::Panic`]. Used by bare-metal panic
+/// handlers; hosted platforms install an equivalent hook.
+#[allow(dead_code)]
+pub(crate) fn report_panic(location: Option<&core::panic::Location<'_>>, msg: impl fmt::Display) -> ! {
+    let mut c = Console::new();
+    let _ = match location {
+        Some(l) => writeln!(c, "fata: panic at {}:{}:{}: {msg}", l.file(), l.line(), l.column()),
+        None => writeln!(c, "fata: panic: {msg}"),
+    };
+    drop(c);
+    exit_with(ExitCode::Panic)
+}
+
+/// Entry from `#[fata::main]`: runs the application and exits. Never returns.
+pub fn start<C, F, Fut>(boot: BootInfo, main: F) -> !
+where
+    C: Config,
+    F: FnOnce(Runtime<C>) -> Fut,
+    Fut: Future + 'static,
+    Fut::Output: Termination,
+{
+    init_heap(&boot);
+    let _ = writeln!(Console::new(), "fata {} on {}", env!("CARGO_PKG_VERSION"), Plat::NAME);
+
+    let loaded = match config::load::<C>(boot.cmdline, &|k: &str| Plat::is_platform_arg(k)) {
+        Ok(l) => l,
+        Err(e) => {
+            let mut c = Console::new();
+            if e != ArgError::Help {
+                let _ = writeln!(c, "fata: boot argument error: {e}");
+            }
+            let _ = config::write_help::<C>(&mut c);
+            drop(c);
+            exit_with(ExitCode::Usage)
+        }
+    };
+    crate::logger::init(loaded.runtime.log.0);
+    let _ = config::write_effective(&mut Console::new(), &loaded);
+
+    let app: &'static C = Box::leak(Box::new(loaded.app));
+    let exec: &'static Executor = Box::leak(Box::new(Executor::new()));
+    set_current(exec);
+    let code = match exec.block_on::<Plat, _>(main(Runtime { config: app })) {
+        Ok(out) => out.report(),
+        Err(Stall::NothingCanWake) => {
+            let _ = writeln!(
+                Console::new(),
+                "fata: stalled: every task is waiting and no timer or device can wake one"
+            );
+            ExitCode::AppError
+        }
+    };
+    exit_with(code)
+}

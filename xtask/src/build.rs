@@ -1,0 +1,120 @@
+//! Building an application for a target, and checking the result.
+
+use crate::target::{TRIPLE, Target};
+use crate::{Error, Result, bail, cmd, elfcheck};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct BuildOpts {
+    /// The platform.
+    pub target: Target,
+    /// The example's name (a directory under `examples/`).
+    pub example: String,
+    /// Release profile (optimised, LTO) instead of dev.
+    pub release: bool,
+}
+
+/// A built image.
+#[derive(Clone, Debug)]
+pub struct Image {
+    /// The platform it was built for.
+    pub target: Target,
+    /// The linked file (an ELF kernel for bare-metal targets, an executable for `unix`).
+    pub path: PathBuf,
+}
+
+/// The examples in the repository.
+pub fn examples(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root.join("examples"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("Cargo.toml").is_file())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The cargo to run (the one that runs us, when there is one).
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    // A target directory from the environment would defeat the per-platform directories.
+    c.env_remove("CARGO_TARGET_DIR");
+    c
+}
+
+/// Empty `libc.a`, `libm.a`, ... for bare-metal links: a crate that tries to link the host C
+/// library gets unresolved symbols (and a clear diagnosis) instead of silently pulling glibc
+/// into the image.
+pub fn stub_libs(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for lib in ["c", "m", "rt", "pthread", "dl", "util", "gcc_s"] {
+        let p = dir.join(format!("lib{lib}.a"));
+        if !p.exists() {
+            std::fs::write(&p, b"!<arch>\n")?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds `opts.example` for `opts.target` and, for bare-metal targets, checks the image.
+pub fn build(opts: &BuildOpts) -> Result<Image> {
+    let root = crate::root();
+    let known = examples(&root);
+    if !known.contains(&opts.example) {
+        bail!("unknown example `{}`; the examples are: {}", opts.example, known.join(", "));
+    }
+    let tdir = opts.target.target_dir(&root);
+    let mut c = cargo();
+    c.current_dir(&root);
+    let profile = if opts.release { "release" } else { "debug" };
+    if opts.target.bare_metal() {
+        let stubs = tdir.join("stubs");
+        stub_libs(&stubs)?;
+        c.arg("rustc");
+    } else {
+        c.arg("build");
+    }
+    c.args(["--package", &opts.example, "--bin", &opts.example, "--target", TRIPLE])
+        .arg("--target-dir")
+        .arg(&tdir)
+        .args(["--features", opts.target.feature()]);
+    if opts.release {
+        c.arg("--release");
+    }
+    if opts.target.bare_metal() {
+        c.arg("--");
+        for a in opts.target.link_args(&root, &tdir.join("stubs")) {
+            c.arg("-C").arg(format!("link-arg={a}"));
+        }
+    }
+    cmd::run(&mut c, &format!("building `{}` for {}", opts.example, opts.target.name()))?;
+    let path = tdir.join(TRIPLE).join(profile).join(&opts.example);
+    if !path.is_file() {
+        bail!("cargo succeeded but {} is missing", path.display());
+    }
+    if opts.target.bare_metal() {
+        let report = elfcheck::check(&path)?;
+        if !report.problems.is_empty() {
+            let mut msg = format!("{} is not a valid fata image:", path.display());
+            for p in &report.problems {
+                msg.push_str(&format!("\n  - {p}"));
+            }
+            return Err(Error(msg));
+        }
+    }
+    Ok(Image { target: opts.target, path })
+}
+
+/// Size in bytes of the image with symbols and debug information stripped.
+pub fn stripped_size(path: &Path) -> Result<u64> {
+    let out = path.with_extension("stripped");
+    let mut c = Command::new("strip");
+    c.arg("--strip-all").arg("-o").arg(&out).arg(path);
+    cmd::run(&mut c, "stripping the image")?;
+    Ok(std::fs::metadata(&out)?.len())
+}

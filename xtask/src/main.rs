@@ -1,0 +1,155 @@
+//! `cargo xtask`: fata's build driver. Run `cargo xtask help`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+use xtask::build::{BuildOpts, build};
+use xtask::runner::{BootOpts, Exit, boot};
+use xtask::target::{Machine, Target};
+use xtask::{Error, Result, bail, cmd};
+
+const HELP: &str = "\
+cargo xtask <command> [options] [-- boot arguments]
+
+commands:
+  setup                 install what is missing (QEMU, via apt-get) and boot `hello`
+  build                 build an image
+  run                   build, then boot it (QEMU for virtio, a process for unix)
+  test                  run the whole test suite (unit tests, QEMU and unix tests);
+                        with --example: build, boot and require exit 0
+  bench alloc|boot      measure (allocators; image size and boot times)
+
+options:
+  --target virtio|unix  platform (default: virtio)
+  --example NAME        application under examples/ (default: hello)
+  --release             optimised build
+  --machine microvm|q35|pc   QEMU machine (default: microvm)
+  -m MIB                guest memory in MiB (default: 64)
+  --timeout SECONDS     kill the image after this long (default: 60)
+  -- ARGS...            boot arguments, e.g. -- name=you log=debug
+";
+
+struct Cli {
+    command: String,
+    sub: Option<String>,
+    target: Target,
+    example: String,
+    release: bool,
+    machine: Machine,
+    memory: u32,
+    timeout: Duration,
+    args: Vec<String>,
+}
+
+fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
+    let command = it.next().unwrap_or_else(|| "help".into());
+    let mut cli = Cli {
+        command,
+        sub: None,
+        target: Target::Virtio,
+        example: "hello".into(),
+        release: false,
+        machine: Machine::Microvm,
+        memory: 64,
+        timeout: Duration::from_secs(60),
+        args: Vec::new(),
+    };
+    let mut example_given = false;
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| Error(format!("{name} needs a value")));
+        match a.as_str() {
+            "--target" => cli.target = Target::parse(&value("--target")?)?,
+            "--example" => {
+                cli.example = value("--example")?;
+                example_given = true;
+            }
+            "--release" => cli.release = true,
+            "--machine" => cli.machine = Machine::parse(&value("--machine")?)?,
+            "-m" => {
+                let v = value("-m")?;
+                cli.memory = v.trim_end_matches(['M', 'm']).parse().map_err(|_| Error(format!("-m {v}: expected MiB")))?;
+            }
+            "--timeout" => {
+                let v = value("--timeout")?;
+                let s: u64 = v.parse().map_err(|_| Error(format!("--timeout {v}: expected seconds")))?;
+                cli.timeout = Duration::from_secs(s);
+            }
+            "--" => {
+                cli.args = it.by_ref().collect();
+                break;
+            }
+            s if !s.starts_with('-') && cli.sub.is_none() => cli.sub = Some(s.to_string()),
+            s => bail!("unknown option `{s}`\n\n{HELP}"),
+        }
+    }
+    if cli.command == "test" && !example_given {
+        cli.example.clear();
+    }
+    Ok(cli)
+}
+
+fn do_build(cli: &Cli) -> Result<xtask::build::Image> {
+    let img = build(&BuildOpts { target: cli.target, example: cli.example.clone(), release: cli.release })?;
+    let size = std::fs::metadata(&img.path)?.len();
+    eprintln!("xtask: image {} ({} KiB)", img.path.display(), size / 1024);
+    Ok(img)
+}
+
+/// Boots and returns the image's exit code as ours.
+fn do_run(cli: &Cli, require_success: bool) -> Result<ExitCode> {
+    if cli.target == Target::Virtio {
+        xtask::qemu::find()?;
+    }
+    let img = do_build(cli)?;
+    let mut opts = BootOpts { args: cli.args.clone(), echo: true, ..Default::default() };
+    opts.qemu.machine = cli.machine;
+    opts.qemu.memory_mib = cli.memory;
+    let out = boot(&img, &opts)?.wait(cli.timeout)?;
+    match out.exit {
+        Exit::Code(0) => Ok(ExitCode::SUCCESS),
+        Exit::Code(c) if !require_success => Ok(ExitCode::from(c)),
+        Exit::Code(c) => bail!("`{}` exited with code {c}", cli.example),
+        Exit::PoweredOff => bail!("the machine powered off without an exit code"),
+        Exit::TimedOut => bail!("the image did not finish within {:?} and was killed (raise it with --timeout)", cli.timeout),
+        Exit::Signal(s) => bail!("the image was killed by signal {s}"),
+        Exit::QemuFailed(m) => bail!("QEMU failed: {m}"),
+    }
+}
+
+fn real_main() -> Result<ExitCode> {
+    let cli = parse(std::env::args().skip(1))?;
+    match cli.command.as_str() {
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        "setup" => {
+            xtask::setup::ensure_qemu()?;
+            let hello = Cli { example: "hello".into(), release: true, ..cli };
+            do_run(&hello, true)?;
+            eprintln!("xtask: setup done: QEMU is installed and `hello` boots. Run the tests with `cargo xtask test`.");
+            Ok(ExitCode::SUCCESS)
+        }
+        "build" => do_build(&cli).map(|_| ExitCode::SUCCESS),
+        "run" => do_run(&cli, false),
+        "test" if !cli.example.is_empty() => do_run(&cli, true),
+        "test" => {
+            xtask::setup::ensure_qemu()?;
+            let mut c = xtask::build::cargo();
+            c.current_dir(xtask::root()).arg("test");
+            cmd::run(&mut c, "the test suite")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        "bench" => xtask::bench::run(cli.sub.as_deref().unwrap_or("all")).map(|_| ExitCode::SUCCESS),
+        other => bail!("unknown command `{other}`\n\n{HELP}"),
+    }
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

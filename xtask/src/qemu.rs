@@ -1,0 +1,91 @@
+//! QEMU: finding it, building its command line, and decoding how it exited.
+//!
+//! Images boot with `-kernel` through the PVH note, under TCG (KVM on the development
+//! machines is a nested PVM that cannot run ordinary guests; see docs/toolchain.md). The
+//! `isa-debug-exit` device carries the exit code: QEMU exits with `(code << 1) | 1`.
+
+use crate::runner::Exit;
+use crate::target::Machine;
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+
+/// The QEMU binary for x86_64 guests.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// QEMU settings.
+#[derive(Clone, Debug)]
+pub struct QemuOpts {
+    /// Machine type.
+    pub machine: Machine,
+    /// Guest RAM in MiB.
+    pub memory_mib: u32,
+    /// Further QEMU arguments (devices, networking).
+    pub extra: Vec<String>,
+}
+
+impl Default for QemuOpts {
+    fn default() -> Self {
+        QemuOpts { machine: Machine::Microvm, memory_mib: 64, extra: Vec::new() }
+    }
+}
+
+/// The QEMU binary, or an error that says how to install it.
+pub fn find() -> Result<PathBuf> {
+    crate::cmd::which(QEMU).ok_or_else(|| {
+        Error(format!(
+            "{QEMU} is not installed. Run `cargo xtask setup` (installs it with apt-get when run as root), \
+             or install it yourself: `sudo apt-get install qemu-system-x86`"
+        ))
+    })
+}
+
+/// The command that boots `image` with `cmdline`.
+pub fn command(image: &Path, cmdline: &str, o: &QemuOpts) -> Result<Command> {
+    let mut c = Command::new(find()?);
+    c.args(["-M", o.machine.qemu_arg(), "-accel", "tcg", "-cpu", "max"])
+        .args(["-m", &format!("{}M", o.memory_mib)])
+        .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
+        .args(["-serial", "stdio"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-kernel")
+        .arg(image)
+        .args(["-append", cmdline])
+        .args(&o.extra);
+    Ok(c)
+}
+
+/// Turns QEMU's exit status into how the guest ended.
+pub fn decode_exit(status: ExitStatus, stderr: &str, guest_printed: bool) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match status.code() {
+        Some(0) => Exit::PoweredOff,
+        // QEMU's own failures also exit 1, but then the guest never printed and QEMU said why.
+        Some(1) if !guest_printed && stderr.contains("qemu-system") => Exit::QemuFailed(stderr.trim().to_string()),
+        Some(c) if c & 1 == 1 => Exit::Code((c >> 1) as u8),
+        Some(c) => Exit::QemuFailed(format!("QEMU exited with {c}: {}", stderr.trim())),
+        None => Exit::Signal(status.signal().unwrap_or(0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn st(code: i32) -> ExitStatus {
+        ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn debug_exit_codes_decode_and_qemu_errors_are_told_apart() {
+        assert_eq!(decode_exit(st(1), "", true), Exit::Code(0));
+        assert_eq!(decode_exit(st(5), "", true), Exit::Code(2));
+        assert_eq!(decode_exit(st(129), "", true), Exit::Code(64));
+        assert_eq!(decode_exit(st(0), "", true), Exit::PoweredOff);
+        assert!(matches!(
+            decode_exit(st(1), "qemu-system-x86_64: -kernel x: No such file", false),
+            Exit::QemuFailed(_)
+        ));
+    }
+}

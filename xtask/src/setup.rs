@@ -1,0 +1,31 @@
+//! Installing what the project needs on a fresh Debian/Ubuntu machine: QEMU.
+
+use crate::{Result, bail, cmd, qemu};
+use std::process::Command;
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// Makes sure QEMU is installed, installing it with apt-get when running as root.
+pub fn ensure_qemu() -> Result<()> {
+    if qemu::find().is_ok() {
+        return Ok(());
+    }
+    if cmd::which("apt-get").is_none() {
+        bail!("{} is missing and this machine has no apt-get: install QEMU for x86_64 guests with your package manager", qemu::QEMU);
+    }
+    if !is_root() {
+        bail!(
+            "{} is missing. Install it with: sudo apt-get update && sudo apt-get install -y qemu-system-x86",
+            qemu::QEMU
+        );
+    }
+    eprintln!("xtask: {} is missing; installing qemu-system-x86", qemu::QEMU);
+    cmd::run(Command::new("apt-get").arg("update").arg("-q"), "apt-get update")?;
+    cmd::run(
+        Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "qemu-system-x86"]),
+        "installing QEMU",
+    )?;
+    qemu::find().map(|_| ())
+}
