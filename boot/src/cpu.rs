@@ -33,8 +33,15 @@ pub struct Gate {
 }
 
 impl Gate {
-    const EMPTY: Gate =
-        Gate { offset_low: 0, selector: 0, ist: 0, attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 };
+    const EMPTY: Gate = Gate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        attr: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    };
 
     /// A present 64-bit interrupt gate (interrupts stay disabled in the handler).
     pub fn interrupt(handler: u64, ist: u8) -> Gate {
@@ -51,7 +58,9 @@ impl Gate {
 
     /// The handler address.
     pub fn handler(&self) -> u64 {
-        u64::from(self.offset_low) | (u64::from(self.offset_mid) << 16) | (u64::from(self.offset_high) << 32)
+        u64::from(self.offset_low)
+            | (u64::from(self.offset_mid) << 16)
+            | (u64::from(self.offset_high) << 32)
     }
 }
 
@@ -70,7 +79,15 @@ pub struct Tss {
 
 impl Tss {
     const fn new() -> Tss {
-        Tss { reserved0: 0, rsp: [0; 3], reserved1: 0, ist: [0; 7], reserved2: 0, reserved3: 0, iomap_base: 104 }
+        Tss {
+            reserved0: 0,
+            rsp: [0; 3],
+            reserved1: 0,
+            ist: [0; 7],
+            reserved2: 0,
+            reserved3: 0,
+            iomap_base: 104,
+        }
     }
 }
 
@@ -102,8 +119,11 @@ mod imp {
     // SAFETY: written once by `init` (guarded by `DONE`) on the only CPU with interrupts
     // disabled; afterwards only the CPU reads them.
     unsafe impl Sync for Static {}
-    static TABLES: Static =
-        Static(UnsafeCell::new(Tables { gdt: [0; 5], tss: Tss::new(), idt: [Gate::EMPTY; 256] }));
+    static TABLES: Static = Static(UnsafeCell::new(Tables {
+        gdt: [0; 5],
+        tss: Tss::new(),
+        idt: [Gate::EMPTY; 256],
+    }));
     static DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
     unsafe extern "C" {
@@ -136,8 +156,14 @@ mod imp {
         for (v, gate) in t.idt.iter_mut().enumerate() {
             *gate = Gate::interrupt(stubs + 16 * v as u64, ist_for(v as u8));
         }
-        let gdt = Pointer { limit: (core::mem::size_of_val(&t.gdt) - 1) as u16, base: t.gdt.as_ptr() as u64 };
-        let idt = Pointer { limit: (core::mem::size_of_val(&t.idt) - 1) as u16, base: t.idt.as_ptr() as u64 };
+        let gdt = Pointer {
+            limit: (core::mem::size_of_val(&t.gdt) - 1) as u16,
+            base: t.gdt.as_ptr() as u64,
+        };
+        let idt = Pointer {
+            limit: (core::mem::size_of_val(&t.idt) - 1) as u16,
+            base: t.idt.as_ptr() as u64,
+        };
         // SAFETY: the GDT keeps the boot GDT's code (0x08) and data (0x10) selectors, so the
         // far return reloads CS with an equivalent segment; the TSS descriptor is valid and
         // not busy; the IDT gates point at the stubs in `entry`, each running on an IST stack

@@ -50,7 +50,9 @@ pub struct ImageLayout {
 impl ImageLayout {
     /// The guard page that contains `addr`, if any, and the stack it protects.
     pub fn guard_hit(&self, addr: u64) -> Option<&Stack> {
-        self.stacks.iter().find(|s| addr >= s.guard && addr < s.guard + PAGE_SIZE)
+        self.stacks
+            .iter()
+            .find(|s| addr >= s.guard && addr < s.guard + PAGE_SIZE)
     }
 
     /// The stack whose memory contains `addr`, if any.
@@ -99,9 +101,18 @@ mod symbols {
         /// The layout of the running image, from the linker's symbols.
         pub fn current() -> ImageLayout {
             ImageLayout {
-                text: Range { start: addr!(__text_start), end: addr!(__text_end) },
-                rodata: Range { start: addr!(__rodata_start), end: addr!(__rodata_end) },
-                data: Range { start: addr!(__data_start), end: addr!(__image_end) },
+                text: Range {
+                    start: addr!(__text_start),
+                    end: addr!(__text_end),
+                },
+                rodata: Range {
+                    start: addr!(__rodata_start),
+                    end: addr!(__rodata_end),
+                },
+                data: Range {
+                    start: addr!(__data_start),
+                    end: addr!(__image_end),
+                },
                 stacks: [
                     Stack {
                         name: "the boot stack",
@@ -150,12 +161,24 @@ pub(crate) mod testing {
         let stack = |name, guard: u64, size: u64| Stack {
             name,
             guard,
-            memory: Range { start: guard + PAGE_SIZE, end: guard + PAGE_SIZE + size },
+            memory: Range {
+                start: guard + PAGE_SIZE,
+                end: guard + PAGE_SIZE + size,
+            },
         };
         ImageLayout {
-            text: Range { start: 0x10_0000, end: 0x11_0000 },
-            rodata: Range { start: 0x11_0000, end: 0x11_4000 },
-            data: Range { start: 0x11_4000, end: 0x17_8000 },
+            text: Range {
+                start: 0x10_0000,
+                end: 0x11_0000,
+            },
+            rodata: Range {
+                start: 0x11_0000,
+                end: 0x11_4000,
+            },
+            data: Range {
+                start: 0x11_4000,
+                end: 0x17_8000,
+            },
             stacks: [
                 stack("the boot stack", 0x11_6000, 0x4_0000),
                 stack("exception stack", 0x15_7000, 0x8000),

@@ -90,7 +90,12 @@ impl Tables {
     /// All entries empty.
     pub const fn new() -> Tables {
         const EMPTY: Table = Table([0; 512]);
-        Tables { pml4: EMPTY, pdpt: EMPTY, pd: [EMPTY; MAPPED_GIB], pt: [EMPTY; IMAGE_PTS] }
+        Tables {
+            pml4: EMPTY,
+            pdpt: EMPTY,
+            pd: [EMPTY; MAPPED_GIB],
+            pt: [EMPTY; IMAGE_PTS],
+        }
     }
 
     /// The leaf entry that maps `addr`, and whether it is a 2 MiB entry (for tests and
@@ -214,7 +219,10 @@ mod tests {
 
     fn built() -> Box<Tables> {
         let mut t = Box::new(Tables::new());
-        let ram = [Range { start: 0, end: 0x0800_0000 }];
+        let ram = [Range {
+            start: 0,
+            end: 0x0800_0000,
+        }];
         build(&mut t, 0x20_0000, &sample(), &ram).unwrap();
         t
     }
@@ -267,7 +275,9 @@ mod tests {
         l.data.end = MAX_IMAGE_BYTES + PAGE_SIZE;
         assert_eq!(
             build(&mut t, 0, &l, &[]),
-            Err(PagingError::ImageTooLarge { end: MAX_IMAGE_BYTES + PAGE_SIZE })
+            Err(PagingError::ImageTooLarge {
+                end: MAX_IMAGE_BYTES + PAGE_SIZE
+            })
         );
     }
 }

@@ -50,7 +50,11 @@ impl StartInfo {
         StartInfo {
             cmdline: [0; MAX_CMDLINE],
             cmdline_len: 0,
-            memmap: [MemEntry { addr: 0, size: 0, kind: 0 }; MAX_MEMMAP],
+            memmap: [MemEntry {
+                addr: 0,
+                size: 0,
+                kind: 0,
+            }; MAX_MEMMAP],
             memmap_len: 0,
             memmap_dropped: 0,
             rsdp: 0,
@@ -69,7 +73,9 @@ impl StartInfo {
 
     /// The RAM entries of the memory map.
     pub fn ram(&self) -> impl Iterator<Item = &MemEntry> {
-        self.memmap().iter().filter(|e| e.kind == MEMMAP_RAM && e.size > 0)
+        self.memmap()
+            .iter()
+            .filter(|e| e.kind == MEMMAP_RAM && e.size > 0)
     }
 }
 
@@ -102,17 +108,26 @@ impl fmt::Display for StartInfoError {
                 "start info magic is {m:#x}, expected {MAGIC:#x}: the image must be booted through PVH"
             ),
             StartInfoError::Unreadable { what, addr } => {
-                write!(f, "the loader put the {what} at {addr:#x}, above the boot map")
+                write!(
+                    f,
+                    "the loader put the {what} at {addr:#x}, above the boot map"
+                )
             }
             StartInfoError::NoMemoryMap => {
-                write!(f, "the loader passed no memory map (PVH start info version 0)")
+                write!(
+                    f,
+                    "the loader passed no memory map (PVH start info version 0)"
+                )
             }
             StartInfoError::CmdlineTooLong { len } => write!(
                 f,
                 "the boot command line is {len} bytes or more; the limit is {MAX_CMDLINE}"
             ),
             StartInfoError::CmdlineNotUtf8 { at } => {
-                write!(f, "the boot command line is not UTF-8 (bad byte at offset {at})")
+                write!(
+                    f,
+                    "the boot command line is not UTF-8 (bad byte at offset {at})"
+                )
             }
         }
     }
@@ -177,7 +192,9 @@ pub fn parse(
         }
         read(cmdline_paddr, &mut out.cmdline[..len]);
         if let Err(e) = core::str::from_utf8(&out.cmdline[..len]) {
-            return Err(StartInfoError::CmdlineNotUtf8 { at: e.valid_up_to() });
+            return Err(StartInfoError::CmdlineNotUtf8 {
+                at: e.valid_up_to(),
+            });
         }
         out.cmdline_len = len;
     }
@@ -197,7 +214,11 @@ pub fn parse(
     for i in 0..kept {
         let mut e = [0u8; ENTRY];
         read(memmap_paddr + (i * ENTRY) as u64, &mut e);
-        out.memmap[i] = MemEntry { addr: u64_at(&e, 0), size: u64_at(&e, 8), kind: u32_at(&e, 16) };
+        out.memmap[i] = MemEntry {
+            addr: u64_at(&e, 0),
+            size: u64_at(&e, 8),
+            kind: u32_at(&e, 16),
+        };
         out.memmap_len += 1;
     }
     Ok(())
@@ -301,7 +322,10 @@ mod tests {
         let mut m = Mem::new();
         m.header(MAGIC, 1, 0x4000, 0x2000, 1);
         m.put(0x4000, &[b'a'; MAX_CMDLINE + 10]);
-        assert!(matches!(m.parse().err(), Some(StartInfoError::CmdlineTooLong { .. })));
+        assert!(matches!(
+            m.parse().err(),
+            Some(StartInfoError::CmdlineTooLong { .. })
+        ));
         // Exactly at the limit is fine.
         let mut m = Mem::new();
         m.header(MAGIC, 1, 0x4000, 0x2000, 1);
@@ -315,7 +339,10 @@ mod tests {
         let mut m = Mem::new();
         m.header(MAGIC, 1, 0x1000, 0x2000, 1);
         m.put(0x1000, b"ok\xff\0");
-        assert_eq!(m.parse().err(), Some(StartInfoError::CmdlineNotUtf8 { at: 2 }));
+        assert_eq!(
+            m.parse().err(),
+            Some(StartInfoError::CmdlineNotUtf8 { at: 2 })
+        );
         let mut m = Mem::new();
         m.header(MAGIC, 0, 0, 0, 0);
         assert_eq!(m.parse().err(), Some(StartInfoError::NoMemoryMap));
@@ -325,10 +352,16 @@ mod tests {
     fn pointers_outside_the_boot_map_are_refused() {
         let mut m = Mem::new();
         m.header(MAGIC, 1, READABLE_LIMIT - 8, 0x2000, 1);
-        assert!(matches!(m.parse().err(), Some(StartInfoError::Unreadable { .. })));
+        assert!(matches!(
+            m.parse().err(),
+            Some(StartInfoError::Unreadable { .. })
+        ));
         let mut m = Mem::new();
         m.header(MAGIC, 1, 0, u64::MAX - 4, 1);
-        assert!(matches!(m.parse().err(), Some(StartInfoError::Unreadable { .. })));
+        assert!(matches!(
+            m.parse().err(),
+            Some(StartInfoError::Unreadable { .. })
+        ));
     }
 
     #[test]

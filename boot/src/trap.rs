@@ -132,7 +132,9 @@ impl fmt::Display for Diagnosis {
         match self {
             Diagnosis::StackOverflow(s) => write!(f, "stack overflow: {s} ran into its guard page"),
             Diagnosis::NullPointer => f.write_str("null pointer dereference"),
-            Diagnosis::ExecuteNonExecutable => f.write_str("attempt to execute non-executable memory"),
+            Diagnosis::ExecuteNonExecutable => {
+                f.write_str("attempt to execute non-executable memory")
+            }
             Diagnosis::WriteReadOnly => f.write_str("write to read-only memory"),
         }
     }
@@ -158,7 +160,12 @@ pub fn report(
     words: &[u64],
 ) -> fmt::Result {
     let v = frame.vector;
-    writeln!(out, "\nfata: CPU exception {v} ({}) at rip={:#018x}", vector_name(v), frame.rip)?;
+    writeln!(
+        out,
+        "\nfata: CPU exception {v} ({}) at rip={:#018x}",
+        vector_name(v),
+        frame.rip
+    )?;
     if let Some(d) = diagnosis {
         writeln!(out, "fata:   cause: {d}")?;
     }
@@ -168,7 +175,11 @@ pub fn report(
         write!(
             out,
             " ({} {} {})",
-            if e & 1 != 0 { "protection violation," } else { "page not present," },
+            if e & 1 != 0 {
+                "protection violation,"
+            } else {
+                "page not present,"
+            },
             if e & 16 != 0 {
                 "instruction fetch"
             } else if e & 2 != 0 {
@@ -176,7 +187,11 @@ pub fn report(
             } else {
                 "read"
             },
-            if e & 4 != 0 { "in user mode" } else { "in kernel mode" }
+            if e & 4 != 0 {
+                "in user mode"
+            } else {
+                "in kernel mode"
+            }
         )?;
     }
     writeln!(out, " cr2={cr2:#018x}")?;
@@ -191,7 +206,10 @@ pub fn report(
         frame.rax, frame.rbx, frame.rcx, frame.rdx, frame.rsi, frame.rdi
     )?;
     if words.is_empty() {
-        writeln!(out, "fata:   stack: not readable (rsp is outside every known stack)")?;
+        writeln!(
+            out,
+            "fata:   stack: not readable (rsp is outside every known stack)"
+        )?;
     } else {
         write!(out, "fata:   stack:")?;
         for w in words {
@@ -206,7 +224,9 @@ pub fn report(
 fn read_cr2() -> u64 {
     let cr2: u64;
     // SAFETY: reading CR2 has no side effects; we run at CPL 0.
-    unsafe { core::arch::asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags))
+    };
     cr2
 }
 
@@ -214,7 +234,9 @@ fn read_cr2() -> u64 {
 /// stacks (so reading them cannot fault again).
 #[cfg(not(test))]
 fn stack_words(layout: &ImageLayout, rsp: u64, out: &mut [u64; 8]) -> usize {
-    let Some(stack) = layout.stack_of(rsp) else { return 0 };
+    let Some(stack) = layout.stack_of(rsp) else {
+        return 0;
+    };
     let n = (((stack.memory.end - rsp) / 8) as usize).min(out.len());
     for (i, w) in out.iter_mut().take(n).enumerate() {
         // SAFETY: `rsp + 8 * i` is 8 bytes below the end of a mapped, writable stack of the
@@ -248,7 +270,13 @@ extern "C" fn fata_trap(frame: &mut TrapFrame) {
     let cr2 = read_cr2();
     let mut words = [0u64; 8];
     let n = stack_words(&layout, frame.rsp, &mut words);
-    let _ = report(&mut Console, frame, cr2, diagnose(&layout, v, frame.error, cr2), &words[..n]);
+    let _ = report(
+        &mut Console,
+        frame,
+        cr2,
+        diagnose(&layout, v, frame.error, cr2),
+        &words[..n],
+    );
     (hooks.crash)()
 }
 
@@ -276,18 +304,43 @@ mod tests {
     fn null_write_to_text_and_exec_of_data_are_told_apart() {
         let l = sample();
         assert_eq!(diagnose(&l, 14, 0, 8), Some(Diagnosis::NullPointer));
-        assert_eq!(diagnose(&l, 14, 3, l.text.start), Some(Diagnosis::WriteReadOnly));
-        assert_eq!(diagnose(&l, 14, 17, l.data.start), Some(Diagnosis::ExecuteNonExecutable));
+        assert_eq!(
+            diagnose(&l, 14, 3, l.text.start),
+            Some(Diagnosis::WriteReadOnly)
+        );
+        assert_eq!(
+            diagnose(&l, 14, 17, l.data.start),
+            Some(Diagnosis::ExecuteNonExecutable)
+        );
         assert_eq!(diagnose(&l, 13, 0, 0), None);
     }
 
     #[test]
     fn report_names_vector_rip_error_cr2_and_stack() {
-        let f = TrapFrame { vector: 14, error: 2, rip: 0x10_2345, rsp: 0x12_0000, ..Default::default() };
+        let f = TrapFrame {
+            vector: 14,
+            error: 2,
+            rip: 0x10_2345,
+            rsp: 0x12_0000,
+            ..Default::default()
+        };
         let mut s = String::new();
-        report(&mut s, &f, 0x11_6ff8, Some(Diagnosis::StackOverflow("the boot stack")), &[1, 2]).unwrap();
-        assert!(s.contains("CPU exception 14 (page fault (#PF)) at rip=0x0000000000102345"), "{s}");
-        assert!(s.contains("cause: stack overflow: the boot stack ran into its guard page"), "{s}");
+        report(
+            &mut s,
+            &f,
+            0x11_6ff8,
+            Some(Diagnosis::StackOverflow("the boot stack")),
+            &[1, 2],
+        )
+        .unwrap();
+        assert!(
+            s.contains("CPU exception 14 (page fault (#PF)) at rip=0x0000000000102345"),
+            "{s}"
+        );
+        assert!(
+            s.contains("cause: stack overflow: the boot stack ran into its guard page"),
+            "{s}"
+        );
         assert!(s.contains("page not present, write in kernel mode"), "{s}");
         assert!(s.contains("cr2=0x0000000000116ff8"), "{s}");
         assert!(s.contains("stack: 0x1 0x2"), "{s}");

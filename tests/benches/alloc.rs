@@ -45,7 +45,9 @@ impl Alloc for Talc {
 struct Lla(linked_list_allocator::Heap);
 impl Alloc for Lla {
     fn alloc(&mut self, l: Layout) -> NonNull<u8> {
-        self.0.allocate_first_fit(l).expect("linked_list_allocator: out of memory")
+        self.0
+            .allocate_first_fit(l)
+            .expect("linked_list_allocator: out of memory")
     }
     fn free(&mut self, p: NonNull<u8>, l: Layout) {
         // SAFETY: `p` was allocated by this heap with `l`.
@@ -77,7 +79,10 @@ fn run(a: &mut dyn Alloc, live: usize) -> f64 {
 }
 
 fn main() {
-    println!("allocator benchmark: {PAIRS} free+alloc pairs, sizes 16..1024 B, {} MiB arena", ARENA >> 20);
+    println!(
+        "allocator benchmark: {PAIRS} free+alloc pairs, sizes 16..1024 B, {} MiB arena",
+        ARENA >> 20
+    );
     println!("{:<24} {:>12} {:>12}", "allocator", "1k live", "14k live");
     let mut arena = vec![0u8; ARENA];
     for name in ["talc 5", "linked_list_allocator"] {

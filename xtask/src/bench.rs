@@ -22,7 +22,8 @@ pub fn run(which: &str) -> Result<()> {
 
 fn alloc() -> Result<()> {
     let mut c = crate::build::cargo();
-    c.current_dir(crate::root()).args(["bench", "--package", "fata-tests", "--bench", "alloc"]);
+    c.current_dir(crate::root())
+        .args(["bench", "--package", "fata-tests", "--bench", "alloc"]);
     cmd::run(&mut c, "allocator benchmark")
 }
 
@@ -39,15 +40,30 @@ fn ms(d: Duration) -> String {
 /// smallest `-m` that boots it.
 fn boot_figures() -> Result<()> {
     crate::qemu::find()?;
-    let img = build(&BuildOpts { target: Target::Virtio, example: "hello".into(), release: true })?;
+    let img = build(&BuildOpts {
+        target: Target::Virtio,
+        example: "hello".into(),
+        release: true,
+    })?;
     let size = stripped_size(&img.path)?;
     let args = vec!["interval=0ms".to_string(), "count=1".to_string()];
     let mut first = Vec::new();
     let mut exit = Vec::new();
     for _ in 0..10 {
-        let o = boot(&img, &BootOpts { args: args.clone(), ..Default::default() })?.wait(Duration::from_secs(30))?;
+        let o = boot(
+            &img,
+            &BootOpts {
+                args: args.clone(),
+                ..Default::default()
+            },
+        )?
+        .wait(Duration::from_secs(30))?;
         if o.exit != Exit::Code(0) {
-            bail!("hello failed during the benchmark: {:?}\n{}", o.exit, o.console());
+            bail!(
+                "hello failed during the benchmark: {:?}\n{}",
+                o.exit,
+                o.console()
+            );
         }
         first.push(o.lines.first().map(|l| l.at).unwrap_or(o.elapsed));
         exit.push(o.elapsed);
@@ -56,7 +72,10 @@ fn boot_figures() -> Result<()> {
     let (emin, emax) = (*exit.iter().min().unwrap(), *exit.iter().max().unwrap());
     let mut smallest = None;
     for mib in [1u32, 2, 3, 4, 5, 6, 8, 12, 16] {
-        let mut o = BootOpts { args: args.clone(), ..Default::default() };
+        let mut o = BootOpts {
+            args: args.clone(),
+            ..Default::default()
+        };
         o.qemu.memory_mib = mib;
         let out = boot(&img, &o)?.wait(Duration::from_secs(30))?;
         if out.exit == Exit::Code(0) {
@@ -64,7 +83,11 @@ fn boot_figures() -> Result<()> {
             break;
         }
     }
-    println!("hello (virtio, release) stripped size: {} bytes ({:.1} KiB)", size, size as f64 / 1024.0);
+    println!(
+        "hello (virtio, release) stripped size: {} bytes ({:.1} KiB)",
+        size,
+        size as f64 / 1024.0
+    );
     println!(
         "launch -> first console line (microvm, TCG, 10 runs): median {} (min {}, max {})",
         ms(median(&mut first)),

@@ -66,7 +66,11 @@ pub fn build(opts: &BuildOpts) -> Result<Image> {
     let root = crate::root();
     let known = examples(&root);
     if !known.contains(&opts.example) {
-        bail!("unknown example `{}`; the examples are: {}", opts.example, known.join(", "));
+        bail!(
+            "unknown example `{}`; the examples are: {}",
+            opts.example,
+            known.join(", ")
+        );
     }
     let tdir = opts.target.target_dir(&root);
     let mut c = cargo();
@@ -79,10 +83,17 @@ pub fn build(opts: &BuildOpts) -> Result<Image> {
     } else {
         c.arg("build");
     }
-    c.args(["--package", &opts.example, "--bin", &opts.example, "--target", TRIPLE])
-        .arg("--target-dir")
-        .arg(&tdir)
-        .args(["--features", opts.target.feature()]);
+    c.args([
+        "--package",
+        &opts.example,
+        "--bin",
+        &opts.example,
+        "--target",
+        TRIPLE,
+    ])
+    .arg("--target-dir")
+    .arg(&tdir)
+    .args(["--features", opts.target.feature()]);
     if opts.release {
         c.arg("--release");
     }
@@ -92,7 +103,10 @@ pub fn build(opts: &BuildOpts) -> Result<Image> {
             c.arg("-C").arg(format!("link-arg={a}"));
         }
     }
-    cmd::run(&mut c, &format!("building `{}` for {}", opts.example, opts.target.name()))?;
+    cmd::run(
+        &mut c,
+        &format!("building `{}` for {}", opts.example, opts.target.name()),
+    )?;
     let path = tdir.join(TRIPLE).join(profile).join(&opts.example);
     if !path.is_file() {
         bail!("cargo succeeded but {} is missing", path.display());
@@ -107,7 +121,10 @@ pub fn build(opts: &BuildOpts) -> Result<Image> {
             return Err(Error(msg));
         }
     }
-    Ok(Image { target: opts.target, path })
+    Ok(Image {
+        target: opts.target,
+        path,
+    })
 }
 
 /// Size in bytes of the image with symbols and debug information stripped.

@@ -8,7 +8,11 @@ pub fn echo(c: &Command) {
     let mut line = String::from("$");
     for (k, v) in c.get_envs() {
         if let Some(v) = v {
-            line.push_str(&format!(" {}={}", k.to_string_lossy(), shell_quote(&v.to_string_lossy())));
+            line.push_str(&format!(
+                " {}={}",
+                k.to_string_lossy(),
+                shell_quote(&v.to_string_lossy())
+            ));
         }
     }
     line.push(' ');
@@ -22,7 +26,10 @@ pub fn echo(c: &Command) {
 
 /// Quotes a word for a POSIX shell if it needs it.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -32,7 +39,9 @@ pub fn shell_quote(s: &str) -> String {
 /// Echoes and runs `c`, failing with `what` if it does not exit 0.
 pub fn run(c: &mut Command, what: &str) -> Result<()> {
     echo(c);
-    let status = c.status().map_err(|e| Error(format!("{what}: cannot start {:?}: {e}", c.get_program())))?;
+    let status = c
+        .status()
+        .map_err(|e| Error(format!("{what}: cannot start {:?}: {e}", c.get_program())))?;
     if !status.success() {
         crate::bail!("{what} failed ({status})");
     }
@@ -42,7 +51,9 @@ pub fn run(c: &mut Command, what: &str) -> Result<()> {
 /// Whether `program` is on `PATH`.
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

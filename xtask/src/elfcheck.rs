@@ -3,8 +3,8 @@
 //! executable segment, and nothing from the host C library.
 
 use crate::Result;
-use object::elf::{self, FileHeader64};
 use object::Endianness;
+use object::elf::{self, FileHeader64};
 use object::read::elf::{FileHeader, ProgramHeader, Sym};
 use std::path::Path;
 
@@ -21,8 +21,20 @@ pub struct Report {
 
 /// Symbol name prefixes that only the host C library (glibc, libm, libpthread, libdl) defines.
 const HOST_LIBC: &[&str] = &[
-    "__libc_", "__GI_", "_dl_", "__pthread", "pthread_", "__errno_location", "__cxa_finalize",
-    "__stack_chk_fail", "dlopen", "dlsym", "getauxval", "__ieee754_", "_IO_", "__fortify_fail",
+    "__libc_",
+    "__GI_",
+    "_dl_",
+    "__pthread",
+    "pthread_",
+    "__errno_location",
+    "__cxa_finalize",
+    "__stack_chk_fail",
+    "dlopen",
+    "dlsym",
+    "getauxval",
+    "__ieee754_",
+    "_IO_",
+    "__fortify_fail",
 ];
 
 /// Checks the image at `path`.
@@ -46,7 +58,10 @@ pub fn check_bytes(data: &[u8]) -> Report {
         r.problems.push("not an x86_64 ELF file".into());
     }
     if hdr.e_type(e) != elf::ET_EXEC {
-        r.problems.push("not a fixed-address executable (ET_EXEC): it is position-independent or a library".into());
+        r.problems.push(
+            "not a fixed-address executable (ET_EXEC): it is position-independent or a library"
+                .into(),
+        );
     }
     let Ok(phdrs) = hdr.program_headers(e, data) else {
         r.problems.push("unreadable program headers".into());
@@ -56,14 +71,19 @@ pub fn check_bytes(data: &[u8]) -> Report {
     let mut hi = 0;
     for ph in phdrs {
         match ph.p_type(e) {
-            elf::PT_INTERP => r.problems.push("has an interpreter (PT_INTERP): it was linked dynamically".into()),
-            elf::PT_DYNAMIC => r.problems.push("has a dynamic section (PT_DYNAMIC): it was linked dynamically".into()),
+            elf::PT_INTERP => r
+                .problems
+                .push("has an interpreter (PT_INTERP): it was linked dynamically".into()),
+            elf::PT_DYNAMIC => r
+                .problems
+                .push("has a dynamic section (PT_DYNAMIC): it was linked dynamically".into()),
             elf::PT_LOAD => {
                 let (v, m, f) = (ph.p_vaddr(e), ph.p_memsz(e), ph.p_flags(e));
                 lo = lo.min(v);
                 hi = hi.max(v + m);
                 if f & elf::PF_W != 0 && f & elf::PF_X != 0 {
-                    r.problems.push(format!("segment at {v:#x} is both writable and executable"));
+                    r.problems
+                        .push(format!("segment at {v:#x} is both writable and executable"));
                 }
             }
             elf::PT_NOTE => {
@@ -82,7 +102,9 @@ pub fn check_bytes(data: &[u8]) -> Report {
     if lo <= hi {
         r.load_range = Some((lo, hi));
         if lo < 0x10_0000 {
-            r.problems.push(format!("loads at {lo:#x}, below 1 MiB where the loader keeps its own data"));
+            r.problems.push(format!(
+                "loads at {lo:#x}, below 1 MiB where the loader keeps its own data"
+            ));
         }
     } else {
         r.problems.push("has no loadable segment".into());
@@ -98,9 +120,14 @@ pub fn check_bytes(data: &[u8]) -> Report {
             let mut undefined = Vec::new();
             let mut libc = Vec::new();
             for s in symtab.iter().skip(1) {
-                let Ok(name) = s.name(e, symtab.strings()) else { continue };
+                let Ok(name) = s.name(e, symtab.strings()) else {
+                    continue;
+                };
                 let name = String::from_utf8_lossy(name).into_owned();
-                if name.is_empty() || s.st_type() == elf::STT_FILE || s.st_type() == elf::STT_SECTION {
+                if name.is_empty()
+                    || s.st_type() == elf::STT_FILE
+                    || s.st_type() == elf::STT_SECTION
+                {
                     continue;
                 }
                 if s.st_shndx(e) == elf::SHN_UNDEF && s.st_bind() != elf::STB_WEAK {
@@ -113,12 +140,16 @@ pub fn check_bytes(data: &[u8]) -> Report {
             if !undefined.is_empty() {
                 undefined.sort();
                 undefined.dedup();
-                r.problems.push(format!("has undefined symbols: {}", summarize(&undefined)));
+                r.problems
+                    .push(format!("has undefined symbols: {}", summarize(&undefined)));
             }
             if !libc.is_empty() {
                 libc.sort();
                 libc.dedup();
-                r.problems.push(format!("links the host C library (libc/libm/libpthread): {}", summarize(&libc)));
+                r.problems.push(format!(
+                    "links the host C library (libc/libm/libpthread): {}",
+                    summarize(&libc)
+                ));
             }
         }
         for s in sections.iter() {
@@ -126,7 +157,8 @@ pub fn check_bytes(data: &[u8]) -> Report {
                 if name == b".interp" || name == b".dynamic" {
                     let n = String::from_utf8_lossy(name);
                     if !r.problems.iter().any(|p| p.contains("dynamically")) {
-                        r.problems.push(format!("has a {n} section: it was linked dynamically"));
+                        r.problems
+                            .push(format!("has a {n} section: it was linked dynamically"));
                     }
                 }
             }
@@ -137,7 +169,12 @@ pub fn check_bytes(data: &[u8]) -> Report {
 
 fn summarize(names: &[String]) -> String {
     const SHOW: usize = 8;
-    let mut s = names.iter().take(SHOW).cloned().collect::<Vec<_>>().join(", ");
+    let mut s = names
+        .iter()
+        .take(SHOW)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > SHOW {
         s.push_str(&format!(" and {} more", names.len() - SHOW));
     }
@@ -160,6 +197,9 @@ mod tests {
         let r = check(&me).unwrap();
         let all = r.problems.join("\n");
         assert!(all.contains("no PVH entry note"), "{all}");
-        assert!(all.contains("dynamically") || all.contains("position-independent"), "{all}");
+        assert!(
+            all.contains("dynamically") || all.contains("position-independent"),
+            "{all}"
+        );
     }
 }

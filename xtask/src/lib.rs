@@ -23,7 +23,9 @@ use std::path::PathBuf;
 /// The repository root (the directory holding the workspace `Cargo.toml`).
 pub fn root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.parent().expect("xtask lives one level below the root").to_path_buf()
+    here.parent()
+        .expect("xtask lives one level below the root")
+        .to_path_buf()
 }
 
 /// An error with a message meant for the user.

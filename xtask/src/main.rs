@@ -55,7 +55,10 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
     };
     let mut example_given = false;
     while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| Error(format!("{name} needs a value")));
+        let mut value = |name: &str| {
+            it.next()
+                .ok_or_else(|| Error(format!("{name} needs a value")))
+        };
         match a.as_str() {
             "--target" => cli.target = Target::parse(&value("--target")?)?,
             "--example" => {
@@ -66,11 +69,16 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
             "--machine" => cli.machine = Machine::parse(&value("--machine")?)?,
             "-m" => {
                 let v = value("-m")?;
-                cli.memory = v.trim_end_matches(['M', 'm']).parse().map_err(|_| Error(format!("-m {v}: expected MiB")))?;
+                cli.memory = v
+                    .trim_end_matches(['M', 'm'])
+                    .parse()
+                    .map_err(|_| Error(format!("-m {v}: expected MiB")))?;
             }
             "--timeout" => {
                 let v = value("--timeout")?;
-                let s: u64 = v.parse().map_err(|_| Error(format!("--timeout {v}: expected seconds")))?;
+                let s: u64 = v
+                    .parse()
+                    .map_err(|_| Error(format!("--timeout {v}: expected seconds")))?;
                 cli.timeout = Duration::from_secs(s);
             }
             "--" => {
@@ -88,7 +96,11 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
 }
 
 fn do_build(cli: &Cli) -> Result<xtask::build::Image> {
-    let img = build(&BuildOpts { target: cli.target, example: cli.example.clone(), release: cli.release })?;
+    let img = build(&BuildOpts {
+        target: cli.target,
+        example: cli.example.clone(),
+        release: cli.release,
+    })?;
     let size = std::fs::metadata(&img.path)?.len();
     eprintln!("xtask: image {} ({} KiB)", img.path.display(), size / 1024);
     Ok(img)
@@ -100,7 +112,11 @@ fn do_run(cli: &Cli, require_success: bool) -> Result<ExitCode> {
         xtask::qemu::find()?;
     }
     let img = do_build(cli)?;
-    let mut opts = BootOpts { args: cli.args.clone(), echo: true, ..Default::default() };
+    let mut opts = BootOpts {
+        args: cli.args.clone(),
+        echo: true,
+        ..Default::default()
+    };
     opts.qemu.machine = cli.machine;
     opts.qemu.memory_mib = cli.memory;
     let out = boot(&img, &opts)?.wait(cli.timeout)?;
@@ -109,7 +125,10 @@ fn do_run(cli: &Cli, require_success: bool) -> Result<ExitCode> {
         Exit::Code(c) if !require_success => Ok(ExitCode::from(c)),
         Exit::Code(c) => bail!("`{}` exited with code {c}", cli.example),
         Exit::PoweredOff => bail!("the machine powered off without an exit code"),
-        Exit::TimedOut => bail!("the image did not finish within {:?} and was killed (raise it with --timeout)", cli.timeout),
+        Exit::TimedOut => bail!(
+            "the image did not finish within {:?} and was killed (raise it with --timeout)",
+            cli.timeout
+        ),
         Exit::Signal(s) => bail!("the image was killed by signal {s}"),
         Exit::QemuFailed(m) => bail!("QEMU failed: {m}"),
     }
@@ -124,9 +143,15 @@ fn real_main() -> Result<ExitCode> {
         }
         "setup" => {
             xtask::setup::ensure_qemu()?;
-            let hello = Cli { example: "hello".into(), release: true, ..cli };
+            let hello = Cli {
+                example: "hello".into(),
+                release: true,
+                ..cli
+            };
             do_run(&hello, true)?;
-            eprintln!("xtask: setup done: QEMU is installed and `hello` boots. Run the tests with `cargo xtask test`.");
+            eprintln!(
+                "xtask: setup done: QEMU is installed and `hello` boots. Run the tests with `cargo xtask test`."
+            );
             Ok(ExitCode::SUCCESS)
         }
         "build" => do_build(&cli).map(|_| ExitCode::SUCCESS),
@@ -139,7 +164,9 @@ fn real_main() -> Result<ExitCode> {
             cmd::run(&mut c, "the test suite")?;
             Ok(ExitCode::SUCCESS)
         }
-        "bench" => xtask::bench::run(cli.sub.as_deref().unwrap_or("all")).map(|_| ExitCode::SUCCESS),
+        "bench" => {
+            xtask::bench::run(cli.sub.as_deref().unwrap_or("all")).map(|_| ExitCode::SUCCESS)
+        }
         other => bail!("unknown command `{other}`\n\n{HELP}"),
     }
 }

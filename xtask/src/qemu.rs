@@ -26,7 +26,11 @@ pub struct QemuOpts {
 
 impl Default for QemuOpts {
     fn default() -> Self {
-        QemuOpts { machine: Machine::Microvm, memory_mib: 64, extra: Vec::new() }
+        QemuOpts {
+            machine: Machine::Microvm,
+            memory_mib: 64,
+            extra: Vec::new(),
+        }
     }
 }
 
@@ -55,13 +59,37 @@ pub fn command(image: &Path, cmdline: &str, o: &QemuOpts) -> Result<Command> {
     Ok(c)
 }
 
+/// The smallest heap an image boots with (`fata-platform-virtio`'s `MIN_HEAP`).
+pub const MIN_HEAP: u64 = 256 * 1024;
+
+/// Refuses to start a machine too small to even hold the image: the guest could not say so
+/// itself (its code would not be in RAM), it would just hang.
+pub fn check_memory(image: &Path, memory_mib: u32) -> Result<()> {
+    let report = crate::elfcheck::check(image)?;
+    let Some((_, end)) = report.load_range else {
+        return Ok(());
+    };
+    let need = end + MIN_HEAP;
+    if u64::from(memory_mib) << 20 < need {
+        crate::bail!(
+            "-m {memory_mib} is too small: the image occupies memory up to {end:#x} ({} KiB) and needs {} KiB of heap above it; use at least -m {}",
+            end / 1024,
+            MIN_HEAP / 1024,
+            need.div_ceil(1 << 20)
+        );
+    }
+    Ok(())
+}
+
 /// Turns QEMU's exit status into how the guest ended.
 pub fn decode_exit(status: ExitStatus, stderr: &str, guest_printed: bool) -> Exit {
     use std::os::unix::process::ExitStatusExt;
     match status.code() {
         Some(0) => Exit::PoweredOff,
         // QEMU's own failures also exit 1, but then the guest never printed and QEMU said why.
-        Some(1) if !guest_printed && stderr.contains("qemu-system") => Exit::QemuFailed(stderr.trim().to_string()),
+        Some(1) if !guest_printed && stderr.contains("qemu-system") => {
+            Exit::QemuFailed(stderr.trim().to_string())
+        }
         Some(c) if c & 1 == 1 => Exit::Code((c >> 1) as u8),
         Some(c) => Exit::QemuFailed(format!("QEMU exited with {c}: {}", stderr.trim())),
         None => Exit::Signal(status.signal().unwrap_or(0)),

@@ -66,7 +66,11 @@ pub struct Outcome {
 impl Outcome {
     /// The console as one string.
     pub fn console(&self) -> String {
-        self.lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+        self.lines
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Whether some line contains `needle`.
@@ -88,7 +92,11 @@ pub struct BootOpts {
 
 impl Default for BootOpts {
     fn default() -> Self {
-        BootOpts { args: Vec::new(), qemu: QemuOpts::default(), echo: false }
+        BootOpts {
+            args: Vec::new(),
+            qemu: QemuOpts::default(),
+            echo: false,
+        }
     }
 }
 
@@ -96,7 +104,10 @@ impl Default for BootOpts {
 pub fn cmdline(args: &[String]) -> String {
     args.iter()
         .map(|a| match a.split_once('=') {
-            Some((k, v)) if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') => {
+            Some((k, v))
+                if v.is_empty()
+                    || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') =>
+            {
                 format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
             }
             _ => a.clone(),
@@ -108,17 +119,24 @@ pub fn cmdline(args: &[String]) -> String {
 /// Starts `image`.
 pub fn boot(image: &Image, opts: &BootOpts) -> Result<Running> {
     let mut c = match image.target {
-        Target::Virtio => qemu::command(&image.path, &cmdline(&opts.args), &opts.qemu)?,
+        Target::Virtio => {
+            qemu::check_memory(&image.path, opts.qemu.memory_mib)?;
+            qemu::command(&image.path, &cmdline(&opts.args), &opts.qemu)?
+        }
         Target::Unix => {
             let mut c = Command::new(&image.path);
             c.args(&opts.args);
             c
         }
     };
-    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd::echo(&c);
     let started = Instant::now();
-    let mut child = c.spawn().map_err(|e| Error(format!("cannot start {:?}: {e}", c.get_program())))?;
+    let mut child = c
+        .spawn()
+        .map_err(|e| Error(format!("cannot start {:?}: {e}", c.get_program())))?;
     let console = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
     let stderr = Arc::new(Mutex::new(String::new()));
     let out = child.stdout.take().expect("piped");
@@ -133,12 +151,17 @@ pub fn boot(image: &Image, opts: &BootOpts) -> Result<Running> {
             match r.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let text = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
+                    let text = String::from_utf8_lossy(&buf)
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string();
                     if echo {
                         println!("{text}");
                     }
                     let (m, cv) = &*c2;
-                    m.lock().unwrap().lines.push(Line { at: started.elapsed(), text });
+                    m.lock().unwrap().lines.push(Line {
+                        at: started.elapsed(),
+                        text,
+                    });
                     cv.notify_all();
                 }
             }
@@ -156,7 +179,14 @@ pub fn boot(image: &Image, opts: &BootOpts) -> Result<Running> {
         }
         *e2.lock().unwrap() = s;
     });
-    Ok(Running { child: Some(child), target: image.target, started, console, stderr, readers: vec![r1, r2] })
+    Ok(Running {
+        child: Some(child),
+        target: image.target,
+        started,
+        console,
+        stderr,
+        readers: vec![r1, r2],
+    })
 }
 
 impl Running {
@@ -180,7 +210,9 @@ impl Running {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error(format!("no `{needle}` on the console within {timeout:?}")));
+                return Err(Error(format!(
+                    "no `{needle}` on the console within {timeout:?}"
+                )));
             }
             g = cv.wait_timeout(g, deadline - now).unwrap().0;
         }
@@ -221,7 +253,12 @@ impl Running {
                 }
             },
         };
-        Ok(Outcome { exit, lines, stderr, elapsed })
+        Ok(Outcome {
+            exit,
+            lines,
+            stderr,
+            elapsed,
+        })
     }
 }
 
@@ -240,7 +277,12 @@ mod tests {
 
     #[test]
     fn cmdline_quotes_values_with_spaces_and_quotes() {
-        let a = ["name=big world".to_string(), "x=1".into(), "q=a\"b".into(), "e=".into()];
+        let a = [
+            "name=big world".to_string(),
+            "x=1".into(),
+            "q=a\"b".into(),
+            "e=".into(),
+        ];
         assert_eq!(cmdline(&a), r#"name="big world" x=1 q="a\"b" e="""#);
     }
 }

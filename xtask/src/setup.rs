@@ -4,7 +4,11 @@ use crate::{Result, bail, cmd, qemu};
 use std::process::Command;
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 /// Makes sure QEMU is installed, installing it with apt-get when running as root.
@@ -13,7 +17,10 @@ pub fn ensure_qemu() -> Result<()> {
         return Ok(());
     }
     if cmd::which("apt-get").is_none() {
-        bail!("{} is missing and this machine has no apt-get: install QEMU for x86_64 guests with your package manager", qemu::QEMU);
+        bail!(
+            "{} is missing and this machine has no apt-get: install QEMU for x86_64 guests with your package manager",
+            qemu::QEMU
+        );
     }
     if !is_root() {
         bail!(
@@ -21,10 +28,18 @@ pub fn ensure_qemu() -> Result<()> {
             qemu::QEMU
         );
     }
-    eprintln!("xtask: {} is missing; installing qemu-system-x86", qemu::QEMU);
-    cmd::run(Command::new("apt-get").arg("update").arg("-q"), "apt-get update")?;
+    eprintln!(
+        "xtask: {} is missing; installing qemu-system-x86",
+        qemu::QEMU
+    );
     cmd::run(
-        Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "qemu-system-x86"]),
+        Command::new("apt-get").arg("update").arg("-q"),
+        "apt-get update",
+    )?;
+    cmd::run(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "qemu-system-x86"]),
         "installing QEMU",
     )?;
     qemu::find().map(|_| ())

@@ -30,10 +30,16 @@ impl Target {
 
     /// Parses a `--target` value.
     pub fn parse(s: &str) -> Result<Target> {
-        Target::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Target::ALL.iter().map(|t| t.name()).collect();
-            Error(format!("unknown target `{s}`; the targets are: {}", names.join(", ")))
-        })
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Target::ALL.iter().map(|t| t.name()).collect();
+                Error(format!(
+                    "unknown target `{s}`; the targets are: {}",
+                    names.join(", ")
+                ))
+            })
     }
 
     /// The `fata` feature that selects this platform.
@@ -94,7 +100,9 @@ impl Machine {
             "microvm" => Ok(Machine::Microvm),
             "q35" => Ok(Machine::Q35),
             "pc" => Ok(Machine::Pc),
-            _ => Err(Error(format!("unknown machine `{s}`; the machines are: microvm, q35, pc"))),
+            _ => Err(Error(format!(
+                "unknown machine `{s}`; the machines are: microvm, q35, pc"
+            ))),
         }
     }
 
@@ -117,13 +125,19 @@ mod tests {
     #[test]
     fn unknown_target_error_lists_the_targets() {
         let e = Target::parse("xne").unwrap_err().0;
-        assert!(e.contains("unknown target `xne`") && e.contains("virtio, unix"), "{e}");
+        assert!(
+            e.contains("unknown target `xne`") && e.contains("virtio, unix"),
+            "{e}"
+        );
         assert_eq!(Target::parse("unix").unwrap(), Target::Unix);
     }
 
     #[test]
     fn each_platform_has_its_own_target_directory() {
         let root = Path::new("/r");
-        assert_ne!(Target::Virtio.target_dir(root), Target::Unix.target_dir(root));
+        assert_ne!(
+            Target::Virtio.target_dir(root),
+            Target::Unix.target_dir(root)
+        );
     }
 }

@@ -28,7 +28,10 @@ pub struct Uart {
 impl Uart {
     /// A UART at `base` (not yet initialised).
     pub const fn new(base: u16) -> Uart {
-        Uart { base, dropped: AtomicU64::new(0) }
+        Uart {
+            base,
+            dropped: AtomicU64::new(0),
+        }
     }
 
     fn port(&self, off: u16) -> Port<u8> {

@@ -39,7 +39,9 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
         "null" => {
             let p = core::hint::black_box(8usize) as *const u64;
             let v = unsafe { core::ptr::read_volatile(p) };
-            Err(alloc::format!("read {v} through a null pointer and survived"))
+            Err(alloc::format!(
+                "read {v} through a null pointer and survived"
+            ))
         }
         "page-fault" => {
             let p = core::hint::black_box(0x7_0000_0000usize) as *const u64;
@@ -47,12 +49,13 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
             Err(alloc::format!("read {v} from unmapped memory and survived"))
         }
         "write-text" => {
-            let p = core::hint::black_box(recurse as usize) as *mut u8;
+            let p = core::hint::black_box(recurse as *const () as usize) as *mut u8;
             unsafe { core::ptr::write_volatile(p, 0xcc) };
             Err("wrote to the code and survived".into())
         }
         "exec-data" => {
-            let f: extern "C" fn() = unsafe { core::mem::transmute(core::hint::black_box(&DATA_BYTES as *const u8)) };
+            let f: extern "C" fn() =
+                unsafe { core::mem::transmute(core::hint::black_box(&DATA_BYTES as *const u8)) };
             f();
             Err("executed data and survived".into())
         }

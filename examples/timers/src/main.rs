@@ -32,7 +32,8 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), alloc::string::String> {
             let start = Instant::now();
             sleep(Duration::from_millis(ms)).await;
             let now = Instant::now();
-            woke.borrow_mut().push((ms, start.as_nanos() + ms * 1_000_000, now.as_nanos()));
+            woke.borrow_mut()
+                .push((ms, start.as_nanos() + ms * 1_000_000, now.as_nanos()));
         }));
     }
     for h in handles {
@@ -41,13 +42,20 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), alloc::string::String> {
     let woke = woke.borrow();
     for w in woke.windows(2) {
         if w[1].1 < w[0].1 {
-            return Err(alloc::format!("timer for {} ms woke after the one for {} ms", w[0].0, w[1].0));
+            return Err(alloc::format!(
+                "timer for {} ms woke after the one for {} ms",
+                w[0].0,
+                w[1].0
+            ));
         }
     }
     let mut late_max = 0;
     for &(ms, deadline, at) in woke.iter() {
         if at < deadline {
-            return Err(alloc::format!("{ms} ms timer woke {} ns early", deadline - at));
+            return Err(alloc::format!(
+                "{ms} ms timer woke {} ns early",
+                deadline - at
+            ));
         }
         late_max = late_max.max(at - deadline);
     }
@@ -55,6 +63,10 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), alloc::string::String> {
     if t.is_ok() {
         return Err("a 20 ms timeout did not fire before a 60 s sleep".into());
     }
-    fata::println!("timers ok: {} tasks woke in order, none early, latest {} us late", woke.len(), late_max / 1000);
+    fata::println!(
+        "timers ok: {} tasks woke in order, none early, latest {} us late",
+        woke.len(),
+        late_max / 1000
+    );
     Ok(())
 }

@@ -27,7 +27,11 @@ pub struct BootInfo {
 impl BootInfo {
     /// Boot information with a command line and no heap regions.
     pub const fn hosted(cmdline: &'static str) -> BootInfo {
-        BootInfo { cmdline, heap: [None; MAX_HEAP_REGIONS], ram_bytes: 0 }
+        BootInfo {
+            cmdline,
+            heap: [None; MAX_HEAP_REGIONS],
+            ram_bytes: 0,
+        }
     }
 
     /// The heap regions that are present.

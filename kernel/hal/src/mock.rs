@@ -25,7 +25,8 @@ impl MockPlatform {
 
     /// Everything written to the console so far (lossy UTF-8), and clears it.
     pub fn take_console() -> String {
-        CONSOLE.with(|c| String::from_utf8_lossy(&core::mem::take(&mut *c.borrow_mut())).into_owned())
+        CONSOLE
+            .with(|c| String::from_utf8_lossy(&core::mem::take(&mut *c.borrow_mut())).into_owned())
     }
 
     /// The deadlines passed to `wait`, in order, and clears them.

@@ -20,7 +20,9 @@ use syn::{FnArg, ItemFn, parse_macro_input, spanned::Spanned};
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     if !args.is_empty() {
         let span = proc_macro2::TokenStream::from(args).span();
-        return syn::Error::new(span, "#[fata::main] takes no arguments").to_compile_error().into();
+        return syn::Error::new(span, "#[fata::main] takes no arguments")
+            .to_compile_error()
+            .into();
     }
     let mut f = parse_macro_input!(item as ItemFn);
     if f.sig.asyncness.is_none() {
@@ -39,7 +41,9 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
         0 => quote! { |_rt: ::fata::Runtime<()>| #inner() },
         1 => {
             if let Some(FnArg::Receiver(r)) = f.sig.inputs.first() {
-                return syn::Error::new(r.span(), "#[fata::main] cannot take `self`").to_compile_error().into();
+                return syn::Error::new(r.span(), "#[fata::main] cannot take `self`")
+                    .to_compile_error()
+                    .into();
             }
             quote! { #inner }
         }

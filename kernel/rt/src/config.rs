@@ -140,11 +140,19 @@ impl Value for Duration {
             "h" => 3_600_000_000_000,
             _ => return Err(WHY),
         };
-        n.checked_mul(per).map(Duration::from_nanos).ok_or("duration too long")
+        n.checked_mul(per)
+            .map(Duration::from_nanos)
+            .ok_or("duration too long")
     }
     fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ns = self.as_nanos();
-        for (unit, per) in [("h", 3_600_000_000_000u128), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)] {
+        for (unit, per) in [
+            ("h", 3_600_000_000_000u128),
+            ("m", 60_000_000_000),
+            ("s", 1_000_000_000),
+            ("ms", 1_000_000),
+            ("us", 1_000),
+        ] {
             if ns >= per && ns % per == 0 {
                 return write!(f, "{}{unit}", ns / per);
             }
@@ -324,7 +332,12 @@ pub enum ArgError {
     /// No key has this name.
     UnknownKey(String),
     /// The value does not parse as the key's type.
-    BadValue { key: String, value: String, ty: &'static str, why: &'static str },
+    BadValue {
+        key: String,
+        value: String,
+        ty: &'static str,
+        why: &'static str,
+    },
     /// The key was given twice.
     Repeated(String),
     /// The application declares a key the runtime already has.
@@ -338,11 +351,19 @@ impl fmt::Display for ArgError {
             ArgError::NotKeyValue(w) => write!(f, "`{w}` is not key=value"),
             ArgError::UnterminatedQuote(w) => write!(f, "unterminated double quote in `{w}`"),
             ArgError::UnknownKey(k) => write!(f, "unknown key `{k}`"),
-            ArgError::BadValue { key, value, ty, why } => {
+            ArgError::BadValue {
+                key,
+                value,
+                ty,
+                why,
+            } => {
                 write!(f, "bad value `{value}` for key `{key}` ({ty}): {why}")
             }
             ArgError::Repeated(k) => write!(f, "key `{k}` is given more than once"),
-            ArgError::Clash(k) => write!(f, "the application declares key `{k}`, which the runtime already has"),
+            ArgError::Clash(k) => write!(
+                f,
+                "the application declares key `{k}`, which the runtime already has"
+            ),
         }
     }
 }
@@ -382,9 +403,10 @@ pub fn split(cmdline: &str) -> Result<Vec<Arg>, ArgError> {
             return Err(ArgError::Help);
         }
         match word.split_once('=') {
-            Some((k, v)) if !k.is_empty() && !raw.starts_with('"') => {
-                args.push(Arg { key: k.to_string(), value: v.to_string() })
-            }
+            Some((k, v)) if !k.is_empty() && !raw.starts_with('"') => args.push(Arg {
+                key: k.to_string(),
+                value: v.to_string(),
+            }),
             _ => return Err(ArgError::NotKeyValue(raw.trim_end().to_string())),
         }
     }
@@ -402,8 +424,14 @@ pub struct Loaded<C> {
 
 /// Applies the command line to the defaults. `platform_arg` tells which keys belong to the
 /// platform (and are skipped here).
-pub fn load<C: Config>(cmdline: &str, platform_arg: &dyn Fn(&str) -> bool) -> Result<Loaded<C>, ArgError> {
-    if let Some(k) = C::KEYS.iter().find(|k| RuntimeConfig::KEYS.iter().any(|r| r.name == k.name)) {
+pub fn load<C: Config>(
+    cmdline: &str,
+    platform_arg: &dyn Fn(&str) -> bool,
+) -> Result<Loaded<C>, ArgError> {
+    if let Some(k) = C::KEYS
+        .iter()
+        .find(|k| RuntimeConfig::KEYS.iter().any(|r| r.name == k.name))
+    {
         return Err(ArgError::Clash(k.name));
     }
     let mut runtime = RuntimeConfig::defaults();
@@ -417,14 +445,28 @@ pub fn load<C: Config>(cmdline: &str, platform_arg: &dyn Fn(&str) -> bool) -> Re
             return Err(ArgError::Repeated(key));
         }
         let (r, ty) = match runtime.set(&key, &value) {
-            Some(r) => (r, RuntimeConfig::KEYS.iter().find(|k| k.name == key).map_or("", |k| k.ty)),
+            Some(r) => (
+                r,
+                RuntimeConfig::KEYS
+                    .iter()
+                    .find(|k| k.name == key)
+                    .map_or("", |k| k.ty),
+            ),
             None => match app.set(&key, &value) {
-                Some(r) => (r, C::KEYS.iter().find(|k| k.name == key).map_or("", |k| k.ty)),
+                Some(r) => (
+                    r,
+                    C::KEYS.iter().find(|k| k.name == key).map_or("", |k| k.ty),
+                ),
                 None => return Err(ArgError::UnknownKey(key)),
             },
         };
         if let Err(why) = r {
-            return Err(ArgError::BadValue { key, value, ty, why });
+            return Err(ArgError::BadValue {
+                key,
+                value,
+                ty,
+                why,
+            });
         }
         set.push(key);
     }
@@ -433,7 +475,10 @@ pub fn load<C: Config>(cmdline: &str, platform_arg: &dyn Fn(&str) -> bool) -> Re
 
 /// Writes the help text: every key with type, default and doc.
 pub fn write_help<C: Config>(out: &mut dyn Write) -> fmt::Result {
-    writeln!(out, "fata: boot arguments are key=value words (quote values with spaces: key=\"a b\"):")?;
+    writeln!(
+        out,
+        "fata: boot arguments are key=value words (quote values with spaces: key=\"a b\"):"
+    )?;
     let rt = RuntimeConfig::defaults();
     let app = C::defaults();
     let sets: [(&[Key], &dyn Config2); 2] = [(RuntimeConfig::KEYS, &rt), (C::KEYS, &app)];
@@ -452,12 +497,19 @@ pub fn write_help<C: Config>(out: &mut dyn Write) -> fmt::Result {
 
 /// Writes the effective configuration, one key per line.
 pub fn write_effective<C: Config>(out: &mut dyn Write, loaded: &Loaded<C>) -> fmt::Result {
-    let sets: [(&[Key], &dyn Config2); 2] = [(RuntimeConfig::KEYS, &loaded.runtime), (C::KEYS, &loaded.app)];
+    let sets: [(&[Key], &dyn Config2); 2] = [
+        (RuntimeConfig::KEYS, &loaded.runtime),
+        (C::KEYS, &loaded.app),
+    ];
     for (keys, values) in sets {
         for k in keys {
             write!(out, "fata: config {}=", k.name)?;
             values.show_dyn(k.name, out)?;
-            let from = if loaded.set.iter().any(|s| s == k.name) { "boot" } else { "default" };
+            let from = if loaded.set.iter().any(|s| s == k.name) {
+                "boot"
+            } else {
+                "default"
+            };
             writeln!(out, " ({from})")?;
         }
     }
@@ -500,7 +552,11 @@ mod tests {
 
     #[test]
     fn defaults_apply_and_command_line_overrides_them() {
-        let l = load::<App>("name=\"big world\" count=0x10 log=debug pause=2s", &no_platform).unwrap();
+        let l = load::<App>(
+            "name=\"big world\" count=0x10 log=debug pause=2s",
+            &no_platform,
+        )
+        .unwrap();
         assert_eq!(l.app.name, "big world");
         assert_eq!(l.app.count, 16);
         assert_eq!(l.app.pause, Duration::from_secs(2));
@@ -512,23 +568,49 @@ mod tests {
 
     #[test]
     fn unknown_key_malformed_value_repeats_and_help_are_errors() {
-        assert_eq!(load::<App>("nmae=x", &no_platform).err(), Some(ArgError::UnknownKey("nmae".into())));
+        assert_eq!(
+            load::<App>("nmae=x", &no_platform).err(),
+            Some(ArgError::UnknownKey("nmae".into()))
+        );
         match load::<App>("count=-1", &no_platform).err() {
             Some(ArgError::BadValue { key, ty: "u32", .. }) => assert_eq!(key, "count"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(load::<App>("pause=5", &no_platform), Err(ArgError::BadValue { .. })));
-        assert!(matches!(load::<App>("verbose=maybe", &no_platform), Err(ArgError::BadValue { .. })));
-        assert_eq!(load::<App>("count=1 count=2", &no_platform).err(), Some(ArgError::Repeated("count".into())));
-        assert_eq!(load::<App>("count=1 help", &no_platform).err(), Some(ArgError::Help));
-        assert_eq!(load::<App>("justaword", &no_platform).err(), Some(ArgError::NotKeyValue("justaword".into())));
-        assert_eq!(load::<App>("=x", &no_platform).err(), Some(ArgError::NotKeyValue("=x".into())));
-        assert!(matches!(load::<App>("name=\"open", &no_platform), Err(ArgError::UnterminatedQuote(_))));
+        assert!(matches!(
+            load::<App>("pause=5", &no_platform),
+            Err(ArgError::BadValue { .. })
+        ));
+        assert!(matches!(
+            load::<App>("verbose=maybe", &no_platform),
+            Err(ArgError::BadValue { .. })
+        ));
+        assert_eq!(
+            load::<App>("count=1 count=2", &no_platform).err(),
+            Some(ArgError::Repeated("count".into()))
+        );
+        assert_eq!(
+            load::<App>("count=1 help", &no_platform).err(),
+            Some(ArgError::Help)
+        );
+        assert_eq!(
+            load::<App>("justaword", &no_platform).err(),
+            Some(ArgError::NotKeyValue("justaword".into()))
+        );
+        assert_eq!(
+            load::<App>("=x", &no_platform).err(),
+            Some(ArgError::NotKeyValue("=x".into()))
+        );
+        assert!(matches!(
+            load::<App>("name=\"open", &no_platform),
+            Err(ArgError::UnterminatedQuote(_))
+        ));
     }
 
     #[test]
     fn platform_keys_are_left_to_the_platform() {
-        let l = load::<App>("virtio_mmio.device=512@0xfeb00000:12 name=x", &|k: &str| k.starts_with("virtio_mmio."));
+        let l = load::<App>("virtio_mmio.device=512@0xfeb00000:12 name=x", &|k: &str| {
+            k.starts_with("virtio_mmio.")
+        });
         assert_eq!(l.unwrap().app.name, "x");
     }
 
@@ -537,10 +619,22 @@ mod tests {
         assert_eq!(
             split(r#"a=1  b="x y" c="q\"uote" d="#).unwrap(),
             vec![
-                Arg { key: "a".into(), value: "1".into() },
-                Arg { key: "b".into(), value: "x y".into() },
-                Arg { key: "c".into(), value: "q\"uote".into() },
-                Arg { key: "d".into(), value: "".into() },
+                Arg {
+                    key: "a".into(),
+                    value: "1".into()
+                },
+                Arg {
+                    key: "b".into(),
+                    value: "x y".into()
+                },
+                Arg {
+                    key: "c".into(),
+                    value: "q\"uote".into()
+                },
+                Arg {
+                    key: "d".into(),
+                    value: "".into()
+                },
             ]
         );
     }
@@ -558,14 +652,20 @@ mod tests {
             }
         }
         let long = "x=".to_string() + &"y".repeat(100_000);
-        assert!(matches!(load::<App>(&long, &no_platform), Err(ArgError::UnknownKey(_))));
+        assert!(matches!(
+            load::<App>(&long, &no_platform),
+            Err(ArgError::UnknownKey(_))
+        ));
     }
 
     #[test]
     fn help_lists_every_key_with_type_default_and_doc() {
         let mut s = String::new();
         write_help::<App>(&mut s).unwrap();
-        assert!(s.contains("log=<off|error|warn|info|debug|trace>  (default: info)"), "{s}");
+        assert!(
+            s.contains("log=<off|error|warn|info|debug|trace>  (default: info)"),
+            "{s}"
+        );
         assert!(s.contains("name=<string>  (default: world)"), "{s}");
         assert!(s.contains("      Who to greet."), "{s}");
         assert!(s.contains("      Second line."), "{s}");
@@ -580,7 +680,10 @@ mod tests {
         write_effective(&mut s, &l).unwrap();
         assert!(s.contains("fata: config count=7 (boot)"), "{s}");
         assert!(s.contains("fata: config name=world (default)"), "{s}");
-        assert!(s.contains("fata: config token=(hidden, 7 bytes) (boot)"), "{s}");
+        assert!(
+            s.contains("fata: config token=(hidden, 7 bytes) (boot)"),
+            "{s}"
+        );
         assert!(!s.contains("hunter2"));
         assert_eq!(l.app.token.expose(), "hunter2");
     }
@@ -602,6 +705,9 @@ mod tests {
 
     #[test]
     fn app_key_clashing_with_a_runtime_key_is_refused() {
-        assert_eq!(load::<Clashing>("", &no_platform).err(), Some(ArgError::Clash("log")));
+        assert_eq!(
+            load::<Clashing>("", &no_platform).err(),
+            Some(ArgError::Clash("log"))
+        );
     }
 }

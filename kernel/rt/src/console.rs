@@ -15,7 +15,10 @@ pub struct Console {
 impl Console {
     /// An empty buffer.
     pub const fn new() -> Console {
-        Console { buf: [0; 256], len: 0 }
+        Console {
+            buf: [0; 256],
+            len: 0,
+        }
     }
 
     /// Writes out what is buffered.
@@ -83,6 +86,9 @@ mod tests {
         let long = "x".repeat(1000);
         crate::println!("a {long} b");
         crate::print!("no newline");
-        assert_eq!(MockPlatform::take_console(), alloc::format!("a {long} b\nno newline"));
+        assert_eq!(
+            MockPlatform::take_console(),
+            alloc::format!("a {long} b\nno newline")
+        );
     }
 }

@@ -115,9 +115,17 @@ impl Executor {
             t.push(None);
             t.len() - 1
         });
-        let handle = Arc::new(TaskWaker { slot, queued: AtomicBool::new(false), ready: self.ready.clone() });
+        let handle = Arc::new(TaskWaker {
+            slot,
+            queued: AtomicBool::new(false),
+            ready: self.ready.clone(),
+        });
         let waker = Waker::from(handle.clone());
-        self.tasks.borrow_mut()[slot] = Some(Task { future, handle, waker: waker.clone() });
+        self.tasks.borrow_mut()[slot] = Some(Task {
+            future,
+            handle,
+            waker: waker.clone(),
+        });
         waker.wake();
     }
 
@@ -125,7 +133,11 @@ impl Executor {
     pub(crate) fn add_timer(&self, deadline: Nanos, waker: Waker) {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
-        self.timers.borrow_mut().push(Reverse(Timer { deadline, seq, waker }));
+        self.timers.borrow_mut().push(Reverse(Timer {
+            deadline,
+            seq,
+            waker,
+        }));
     }
 
     /// Declares that a device can wake tasks from `wait` (so waiting with no timer armed is
@@ -176,7 +188,10 @@ impl Executor {
     }
 
     /// Runs `main` (and every task it spawns) until `main` completes.
-    pub(crate) fn block_on<P: Platform, F: Future + 'static>(&self, main: F) -> Result<F::Output, Stall> {
+    pub(crate) fn block_on<P: Platform, F: Future + 'static>(
+        &self,
+        main: F,
+    ) -> Result<F::Output, Stall> {
         let out: Rc<RefCell<Option<F::Output>>> = Rc::new(RefCell::new(None));
         let slot = out.clone();
         self.spawn_boxed(Box::pin(async move {
@@ -344,11 +359,17 @@ pub(crate) mod tests {
         let order: Vec<u64> = log.iter().map(|&(ms, _)| ms).collect();
         assert_eq!(order, [0, 10, 10, 20, 30]);
         for &(ms, waited) in log.iter() {
-            assert!(waited >= ms * 1_000_000, "{ms} ms timer fired after {waited} ns");
+            assert!(
+                waited >= ms * 1_000_000,
+                "{ms} ms timer fired after {waited} ns"
+            );
         }
         // The executor idled until each distinct deadline instead of spinning.
         let waits = MockPlatform::take_waits();
-        assert_eq!(waits, [Some(10_000_000), Some(20_000_000), Some(30_000_000)]);
+        assert_eq!(
+            waits,
+            [Some(10_000_000), Some(20_000_000), Some(30_000_000)]
+        );
     }
 
     #[test]
@@ -385,6 +406,10 @@ pub(crate) mod tests {
             sum
         });
         assert_eq!(r, Ok(499_500));
-        assert!(e.tasks.borrow().len() <= 3, "slab grew to {}", e.tasks.borrow().len());
+        assert!(
+            e.tasks.borrow().len() <= 3,
+            "slab grew to {}",
+            e.tasks.borrow().len()
+        );
     }
 }

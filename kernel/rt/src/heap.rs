@@ -36,7 +36,9 @@ pub struct HeapStats {
 impl Heap {
     /// An empty heap; give it memory with [`Heap::claim`].
     pub const fn new() -> Heap {
-        Heap { talc: spin::Mutex::new(SendTalc(Talc::new(Manual))) }
+        Heap {
+            talc: spin::Mutex::new(SendTalc(Talc::new(Manual))),
+        }
     }
 
     /// Adds a region of free RAM. Returns whether the allocator could use it.
@@ -50,7 +52,11 @@ impl Heap {
     pub fn stats(&self) -> HeapStats {
         let t = self.talc.lock();
         let c = t.0.counters();
-        HeapStats { total: c.claimed_bytes, in_use: c.allocated_bytes, allocations: c.allocation_count }
+        HeapStats {
+            total: c.claimed_bytes,
+            in_use: c.allocated_bytes,
+            allocations: c.allocation_count,
+        }
     }
 }
 
@@ -95,7 +101,10 @@ mod tests {
     fn heap_allocates_from_claimed_regions_and_counts_use() {
         let heap = Heap::new();
         let mut arena = vec![0u8; 256 * 1024];
-        assert!(heap.claim(MemoryRegion { start: arena.as_mut_ptr() as usize, len: arena.len() }));
+        assert!(heap.claim(MemoryRegion {
+            start: arena.as_mut_ptr() as usize,
+            len: arena.len()
+        }));
         let layout = Layout::from_size_align(1000, 64).unwrap();
         // SAFETY: non-zero layout; freed below with the same layout.
         let p = unsafe { heap.alloc(layout) };

@@ -3,9 +3,14 @@
 //! run against the HAL's mock platform.
 
 #[cfg(all(feature = "platform-virtio", feature = "platform-unix"))]
-compile_error!("fata: two platforms selected; build through `cargo xtask build --target <virtio|unix>`");
+compile_error!(
+    "fata: two platforms selected; build through `cargo xtask build --target <virtio|unix>`"
+);
 
-#[cfg(all(not(test), not(any(feature = "platform-virtio", feature = "platform-unix"))))]
+#[cfg(all(
+    not(test),
+    not(any(feature = "platform-virtio", feature = "platform-unix"))
+))]
 compile_error!(
     "fata: no platform selected; build applications through `cargo xtask build --target <virtio|unix> --example NAME`"
 );

@@ -76,10 +76,19 @@ pub(crate) fn exit_with(code: ExitCode) -> ! {
 /// Prints a panic report and exits with [`ExitCode::Panic`]. Used by bare-metal panic
 /// handlers; hosted platforms install an equivalent hook.
 #[allow(dead_code)]
-pub(crate) fn report_panic(location: Option<&core::panic::Location<'_>>, msg: impl fmt::Display) -> ! {
+pub(crate) fn report_panic(
+    location: Option<&core::panic::Location<'_>>,
+    msg: impl fmt::Display,
+) -> ! {
     let mut c = Console::new();
     let _ = match location {
-        Some(l) => writeln!(c, "fata: panic at {}:{}:{}: {msg}", l.file(), l.line(), l.column()),
+        Some(l) => writeln!(
+            c,
+            "fata: panic at {}:{}:{}: {msg}",
+            l.file(),
+            l.line(),
+            l.column()
+        ),
         None => writeln!(c, "fata: panic: {msg}"),
     };
     drop(c);
@@ -95,7 +104,12 @@ where
     Fut::Output: Termination,
 {
     init_heap(&boot);
-    let _ = writeln!(Console::new(), "fata {} on {}", env!("CARGO_PKG_VERSION"), Plat::NAME);
+    let _ = writeln!(
+        Console::new(),
+        "fata {} on {}",
+        env!("CARGO_PKG_VERSION"),
+        Plat::NAME
+    );
 
     let loaded = match config::load::<C>(boot.cmdline, &|k: &str| Plat::is_platform_arg(k)) {
         Ok(l) => l,

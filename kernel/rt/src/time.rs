@@ -37,7 +37,10 @@ impl Instant {
 
     /// This instant plus `d`, saturating at the end of time.
     pub fn saturating_add(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        Instant(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
@@ -91,7 +94,10 @@ pub fn sleep(d: Duration) -> Sleep {
 
 /// Completes once the clock reaches `deadline`.
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { deadline, armed: false }
+    Sleep {
+        deadline,
+        armed: false,
+    }
 }
 
 /// The error of [`timeout`]: the deadline passed first.

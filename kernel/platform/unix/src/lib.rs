@@ -38,7 +38,10 @@ impl Platform for Unix {
     }
 
     fn wall_ns() -> Option<Nanos> {
-        SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_nanos() as Nanos)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_nanos() as Nanos)
     }
 
     fn wait(deadline: Option<Nanos>) -> Events {
@@ -49,7 +52,9 @@ impl Platform for Unix {
                 tv_nsec: (left % 1_000_000_000) as libc::c_long,
             }
         });
-        let ts = timeout.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let ts = timeout
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: no descriptors are passed (null array, count 0); `ts` is null or points
         // to a timespec that lives until the call returns; the signal mask pointer is null.
         // EINTR simply ends the wait early, which the contract allows.
@@ -67,7 +72,9 @@ impl Platform for Unix {
 /// quotes are wrapped in double quotes with `\"` and `\\` escaped.
 pub fn quote_arg(arg: &str) -> String {
     match arg.split_once('=') {
-        Some((k, v)) if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') => {
+        Some((k, v))
+            if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') =>
+        {
             let mut s = format!("{k}=\"");
             for c in v.chars() {
                 if c == '"' || c == '\\' {
@@ -95,12 +102,20 @@ unsafe extern "Rust" {
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     start();
     std::panic::set_hook(Box::new(|info| {
-        let msg = info.payload_as_str().unwrap_or("(non-string panic payload)");
+        let msg = info
+            .payload_as_str()
+            .unwrap_or("(non-string panic payload)");
         let line = match info.location() {
-            Some(l) => format!("fata: panic at {}:{}:{}: {msg}\n", l.file(), l.line(), l.column()),
+            Some(l) => format!(
+                "fata: panic at {}:{}:{}: {msg}\n",
+                l.file(),
+                l.line(),
+                l.column()
+            ),
             None => format!("fata: panic: {msg}\n"),
         };
         Unix::console_write(line.as_bytes());
+        Unix::console_write(b"fata: exit 2 (Panic)\n");
         Unix::exit(ExitCode::Panic)
     }));
     let args: Vec<String> = std::env::args_os()

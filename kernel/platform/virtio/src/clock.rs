@@ -90,7 +90,10 @@ pub(crate) fn init() -> (u64, Source) {
         },
     };
     let hz = hz.max(1_000_000);
-    MULT.store(((1_000_000_000u128 << 32) / u128::from(hz)) as u64, Ordering::Relaxed);
+    MULT.store(
+        ((1_000_000_000u128 << 32) / u128::from(hz)) as u64,
+        Ordering::Relaxed,
+    );
     TSC_HZ.store(hz, Ordering::Relaxed);
     TSC0.store(rdtsc(), Ordering::Relaxed);
     if let Some(secs) = rtc_unix_seconds() {
@@ -136,7 +139,15 @@ fn rtc_unix_seconds() -> Option<u64> {
                 return None;
             }
         }
-        Some([cmos(0x00), cmos(0x02), cmos(0x04), cmos(0x07), cmos(0x08), cmos(0x09), cmos(0x32)])
+        Some([
+            cmos(0x00),
+            cmos(0x02),
+            cmos(0x04),
+            cmos(0x07),
+            cmos(0x08),
+            cmos(0x09),
+            cmos(0x32),
+        ])
     };
     let mut a = read()?;
     for _ in 0..5 {
@@ -156,7 +167,13 @@ pub(crate) fn decode_rtc(raw: [u8; 7], status_b: u8) -> Option<u64> {
     }
     let binary = status_b & 0x04 != 0;
     let h24 = status_b & 0x02 != 0;
-    let bcd = |v: u8| if binary { Some(v) } else { ((v >> 4) < 10 && (v & 0xf) < 10).then(|| (v >> 4) * 10 + (v & 0xf)) };
+    let bcd = |v: u8| {
+        if binary {
+            Some(v)
+        } else {
+            ((v >> 4) < 10 && (v & 0xf) < 10).then(|| (v >> 4) * 10 + (v & 0xf))
+        }
+    };
     let sec = u64::from(bcd(raw[0])?);
     let min = u64::from(bcd(raw[1])?);
     let pm = raw[2] & 0x80 != 0;
@@ -209,7 +226,10 @@ mod tests {
     #[test]
     fn absent_or_garbage_rtc_gives_no_wall_clock() {
         assert_eq!(decode_rtc([0xff; 7], 0xff), None);
-        assert_eq!(decode_rtc([0x99, 0x99, 0x99, 0x99, 0x99, 0x99, 0x20], 0x02), None);
+        assert_eq!(
+            decode_rtc([0x99, 0x99, 0x99, 0x99, 0x99, 0x99, 0x20], 0x02),
+            None
+        );
         assert_eq!(decode_rtc([0, 0, 0, 0, 1, 0x26, 0x20], 0x02), None);
     }
 }

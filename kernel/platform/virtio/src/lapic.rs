@@ -90,7 +90,9 @@ pub(crate) fn wait(deadline: Option<Nanos>) -> Events {
         }
         let hz = u128::from(TIMER_HZ.load(Ordering::Relaxed));
         // Round up so the timer never fires before the deadline.
-        let ticks = (u128::from(d - now) * hz).div_ceil(1_000_000_000).clamp(1, u128::from(u32::MAX));
+        let ticks = (u128::from(d - now) * hz)
+            .div_ceil(1_000_000_000)
+            .clamp(1, u128::from(u32::MAX));
         write(REG_INITIAL, ticks as u32);
     }
     // SAFETY: `sti; hlt` is the atomic idle idiom: the interrupt shadow of `sti` makes `hlt`

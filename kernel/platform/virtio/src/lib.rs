@@ -17,6 +17,7 @@ mod clock;
 mod entry;
 mod exit;
 mod lapic;
+pub mod memory;
 mod pio;
 
 use fata_hal::{Events, ExitCode, Nanos, Platform};
