@@ -86,7 +86,7 @@ pub fn vector_name(v: u64) -> &'static str {
         19 => "SIMD floating-point exception (#XM)",
         20 => "virtualization exception (#VE)",
         21 => "control protection exception (#CP)",
-        0..=31 => "reserved exception",
+        9 | 15 | 22..=31 => "reserved exception",
         _ => "unexpected interrupt",
     }
 }

@@ -195,3 +195,28 @@ fn heap_exhaustion_is_a_reported_panic() {
         ],
     );
 }
+
+#[test]
+fn without_debug_exit_q35_powers_off_through_acpi_after_saying_the_code() {
+    let out = run_with(Target::Virtio, "hello", &["count=1"], |o| {
+        o.qemu.machine = Machine::Q35;
+        o.qemu.debug_exit = false;
+    });
+    expect(
+        &out,
+        Exit::PoweredOff,
+        &["Hello, world! (1/1)", "fata: exit 0 (Success)"],
+    );
+}
+
+#[test]
+fn without_debug_exit_microvm_still_stops_after_saying_the_code() {
+    let out = run_with(Target::Virtio, "crash", &["what=panic"], |o| {
+        o.qemu.debug_exit = false
+    });
+    expect(
+        &out,
+        Exit::PoweredOff,
+        &["deliberate panic", "fata: exit 2 (Panic)"],
+    );
+}

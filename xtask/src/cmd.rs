@@ -50,8 +50,12 @@ pub fn run(c: &mut Command, what: &str) -> Result<()> {
 
 /// Whether `program` is on `PATH`.
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    which_in(program, &std::env::var_os("PATH")?)
+}
+
+/// Where `program` is on the search path `path`, if it is.
+pub fn which_in(program: &str, path: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    std::env::split_paths(path)
         .map(|d| d.join(program))
         .find(|p| p.is_file())
 }

@@ -153,14 +153,12 @@ pub fn check_bytes(data: &[u8]) -> Report {
             }
         }
         for s in sections.iter() {
-            if let Ok(name) = sections.section_name(e, s) {
-                if name == b".interp" || name == b".dynamic" {
-                    let n = String::from_utf8_lossy(name);
-                    if !r.problems.iter().any(|p| p.contains("dynamically")) {
-                        r.problems
-                            .push(format!("has a {n} section: it was linked dynamically"));
-                    }
-                }
+            if let Ok(name @ (b".interp" | b".dynamic")) = sections.section_name(e, s)
+                && !r.problems.iter().any(|p| p.contains("dynamically"))
+            {
+                let n = String::from_utf8_lossy(name);
+                r.problems
+                    .push(format!("has a {n} section: it was linked dynamically"));
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod build;
 pub mod cmd;
 pub mod elfcheck;
+pub mod lint;
 pub mod qemu;
 pub mod runner;
 pub mod setup;

@@ -14,8 +14,10 @@ commands:
   setup                 install what is missing (QEMU, via apt-get) and boot `hello`
   build                 build an image
   run                   build, then boot it (QEMU for virtio, a process for unix)
-  test                  run the whole test suite (unit tests, QEMU and unix tests);
+  test                  run the whole test suite (formatting, clippy on every platform,
+                        unit tests, QEMU and unix tests);
                         with --example: build, boot and require exit 0
+  lint                  formatting and clippy only
   bench alloc|boot      measure (allocators; image size and boot times)
 
 options:
@@ -157,8 +159,10 @@ fn real_main() -> Result<ExitCode> {
         "build" => do_build(&cli).map(|_| ExitCode::SUCCESS),
         "run" => do_run(&cli, false),
         "test" if !cli.example.is_empty() => do_run(&cli, true),
+        "lint" => xtask::lint::run().map(|_| ExitCode::SUCCESS),
         "test" => {
             xtask::setup::ensure_qemu()?;
+            xtask::lint::run()?;
             let mut c = xtask::build::cargo();
             c.current_dir(xtask::root()).arg("test");
             cmd::run(&mut c, "the test suite")?;

@@ -20,6 +20,9 @@ pub struct QemuOpts {
     pub machine: Machine,
     /// Guest RAM in MiB.
     pub memory_mib: u32,
+    /// Attach `isa-debug-exit`, which carries the exit code (without it the guest can only
+    /// power off or reset, and the code is lost).
+    pub debug_exit: bool,
     /// Further QEMU arguments (devices, networking).
     pub extra: Vec<String>,
 }
@@ -29,6 +32,7 @@ impl Default for QemuOpts {
         QemuOpts {
             machine: Machine::Microvm,
             memory_mib: 64,
+            debug_exit: true,
             extra: Vec::new(),
         }
     }
@@ -36,7 +40,12 @@ impl Default for QemuOpts {
 
 /// The QEMU binary, or an error that says how to install it.
 pub fn find() -> Result<PathBuf> {
-    crate::cmd::which(QEMU).ok_or_else(|| {
+    find_in(std::env::var_os("PATH").unwrap_or_default())
+}
+
+/// [`find`] on a given search path.
+pub fn find_in(path: impl AsRef<std::ffi::OsStr>) -> Result<PathBuf> {
+    crate::cmd::which_in(QEMU, path.as_ref()).ok_or_else(|| {
         Error(format!(
             "{QEMU} is not installed. Run `cargo xtask setup` (installs it with apt-get when run as root), \
              or install it yourself: `sudo apt-get install qemu-system-x86`"
@@ -51,11 +60,13 @@ pub fn command(image: &Path, cmdline: &str, o: &QemuOpts) -> Result<Command> {
         .args(["-m", &format!("{}M", o.memory_mib)])
         .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
         .args(["-serial", "stdio"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .arg("-kernel")
         .arg(image)
         .args(["-append", cmdline])
         .args(&o.extra);
+    if o.debug_exit {
+        c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    }
     Ok(c)
 }
 
@@ -103,6 +114,18 @@ mod tests {
 
     fn st(code: i32) -> ExitStatus {
         ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn missing_qemu_error_says_how_to_install_it() {
+        let empty = std::env::temp_dir().join("fata-no-qemu-here");
+        std::fs::create_dir_all(&empty).unwrap();
+        let e = find_in(&empty).unwrap_err().0;
+        assert!(e.contains("qemu-system-x86_64 is not installed"), "{e}");
+        assert!(
+            e.contains("cargo xtask setup") && e.contains("apt-get install qemu-system-x86"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl Outcome {
 }
 
 /// How to start an image.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct BootOpts {
     /// Boot arguments (`key=value` words).
     pub args: Vec<String>,
@@ -88,16 +88,6 @@ pub struct BootOpts {
     pub qemu: QemuOpts,
     /// Copy the console to our stdout as it arrives.
     pub echo: bool,
-}
-
-impl Default for BootOpts {
-    fn default() -> Self {
-        BootOpts {
-            args: Vec::new(),
-            qemu: QemuOpts::default(),
-            echo: false,
-        }
-    }
 }
 
 /// Joins boot arguments into one command line, double-quoting values with spaces or quotes.

@@ -35,9 +35,9 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
         "ok" => Ok(()),
         "error" => Err(String::from("the application gave up")),
         "panic" => panic!("deliberate panic for the test suite"),
-        // SAFETY (all below): deliberately invalid operations; each must end in a crash report.
         "null" => {
             let p = core::hint::black_box(8usize) as *const u64;
+            // SAFETY: none, on purpose: page 0 is unmapped and this must fault.
             let v = unsafe { core::ptr::read_volatile(p) };
             Err(alloc::format!(
                 "read {v} through a null pointer and survived"
@@ -45,21 +45,25 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
         }
         "page-fault" => {
             let p = core::hint::black_box(0x7_0000_0000usize) as *const u64;
+            // SAFETY: none, on purpose: nothing is mapped at 28 GiB and this must fault.
             let v = unsafe { core::ptr::read_volatile(p) };
             Err(alloc::format!("read {v} from unmapped memory and survived"))
         }
         "write-text" => {
             let p = core::hint::black_box(recurse as *const () as usize) as *mut u8;
+            // SAFETY: none, on purpose: code is mapped read-only and this must fault.
             unsafe { core::ptr::write_volatile(p, 0xcc) };
             Err("wrote to the code and survived".into())
         }
         "exec-data" => {
             let f: extern "C" fn() =
+                // SAFETY: none, on purpose: data is mapped no-execute and the call must fault.
                 unsafe { core::mem::transmute(core::hint::black_box(&DATA_BYTES as *const u8)) };
             f();
             Err("executed data and survived".into())
         }
         "invalid-opcode" => {
+            // SAFETY: `ud2` only raises #UD, which must end in a crash report.
             unsafe { core::arch::asm!("ud2") };
             Err("executed ud2 and survived".into())
         }

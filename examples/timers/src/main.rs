@@ -39,7 +39,7 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), alloc::string::String> {
     for h in handles {
         h.await;
     }
-    let woke = woke.borrow();
+    let woke: Vec<(u64, u64, u64)> = woke.borrow().clone();
     for w in woke.windows(2) {
         if w[1].1 < w[0].1 {
             return Err(alloc::format!(

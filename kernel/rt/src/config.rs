@@ -153,7 +153,7 @@ impl Value for Duration {
             ("ms", 1_000_000),
             ("us", 1_000),
         ] {
-            if ns >= per && ns % per == 0 {
+            if ns >= per && ns.is_multiple_of(per) {
                 return write!(f, "{}{unit}", ns / per);
             }
         }

@@ -15,6 +15,12 @@ pub(crate) fn exit(code: u8) -> ! {
     outw(0xb004, 0x2000);
     // Keyboard-controller reset (Firecracker's shutdown path; QEMU with -no-reboot exits).
     outb(0x64, 0xfe);
+    // Last resort, for machines with none of the above (QEMU microvm without debug-exit):
+    // a triple fault resets the machine, and `-no-reboot` turns a reset into an exit.
+    let empty_idt = [0u16; 5];
+    // SAFETY: loading an empty IDT and raising an exception is meant to triple-fault: the CPU
+    // resets (or the hypervisor stops the guest). Nothing runs after it.
+    unsafe { core::arch::asm!("lidt [{}]", "int3", in(reg) &empty_idt, options(nostack)) };
     loop {
         // SAFETY: halting with interrupts disabled only stops this CPU.
         unsafe { core::arch::asm!("cli; hlt", options(nomem, nostack)) };

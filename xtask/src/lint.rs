@@ -1,0 +1,60 @@
+//! Formatting and clippy, on the host crates and on the applications for every platform (the
+//! image-only code, such as the boot assembly wrappers, only compiles with a platform).
+
+use crate::target::{TRIPLE, Target};
+use crate::{Result, cmd};
+
+/// Runs `cargo fmt --check` and clippy (warnings are errors).
+pub fn run() -> Result<()> {
+    let root = crate::root();
+    let mut fmt = crate::build::cargo();
+    fmt.current_dir(&root)
+        .args(["fmt", "--all", "--", "--check"]);
+    cmd::run(&mut fmt, "formatting check (fix with `cargo fmt --all`)")?;
+
+    // `fata` and the applications only build with a platform (or, for `fata`, as its own
+    // unit tests), so they are linted separately below.
+    let examples = crate::build::examples(&root);
+    let mut host = crate::build::cargo();
+    host.current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--exclude",
+        "fata",
+    ]);
+    for e in &examples {
+        host.args(["--exclude", e]);
+    }
+    host.args(["--", "-D", "warnings"]);
+    cmd::run(&mut host, "clippy on the host crates")?;
+
+    let mut rt = crate::build::cargo();
+    rt.current_dir(&root).args([
+        "clippy",
+        "--package",
+        "fata",
+        "--tests",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    cmd::run(&mut rt, "clippy on the runtime's unit tests")?;
+
+    for t in Target::ALL {
+        let mut c = crate::build::cargo();
+        c.current_dir(&root).arg("clippy");
+        for e in &examples {
+            c.args(["--package", e]);
+        }
+        c.args(["--features", t.feature(), "--target", TRIPLE])
+            .arg("--target-dir")
+            .arg(t.target_dir(&root))
+            .args(["--", "-D", "warnings"]);
+        cmd::run(
+            &mut c,
+            &format!("clippy on the applications for {}", t.name()),
+        )?;
+    }
+    Ok(())
+}
