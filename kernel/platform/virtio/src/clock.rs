@@ -1,4 +1,5 @@
-//! Clocks: the TSC, calibrated once at boot against the PIT, gives monotonic time; the CMOS
+//! Clocks: the TSC, calibrated once at boot against the PIT (a 5 ms window, in which the
+//! LAPIC timer is calibrated too), gives monotonic time; the CMOS
 //! RTC, read once at boot, anchors wall-clock time.
 //!
 //! The conversion is `ns = (tsc - tsc0) * mult >> 32`, with `mult = 10^9 * 2^32 / tsc_hz`.
@@ -33,7 +34,7 @@ pub(crate) enum Source {
 
 const PIT_HZ: u64 = 1_193_182;
 
-/// Counts PIT channel 0 ticks for about 10 ms and returns (TSC ticks, PIT ticks), or `None`
+/// Counts PIT channel 0 ticks for about 5 ms and returns (TSC ticks, PIT ticks), or `None`
 /// if the PIT does not count.
 fn pit_measure() -> Option<(u64, u64)> {
     fn read() -> u16 {
@@ -45,7 +46,7 @@ fn pit_measure() -> Option<(u64, u64)> {
     outb(0x43, 0x34); // channel 0, lobyte/hibyte, mode 2 (rate generator), binary
     outb(0x40, 0);
     outb(0x40, 0); // reload value 65536
-    let target = PIT_HZ / 100;
+    let target = PIT_HZ / 200;
     let mut last = read();
     let t0 = rdtsc();
     let mut elapsed = 0u64;

@@ -79,8 +79,9 @@ extern "C" fn fata_platform_entry(start_info_paddr: u32) -> ! {
         fail(ExitCode::BootFailure, format_args!("{e}"));
     }
 
+    lapic::start_calibration();
     let (tsc_hz, source) = clock::init();
-    let lapic_hz = lapic::init();
+    let lapic_hz = lapic::finish_calibration();
     if source == clock::Source::Assumed {
         say!(
             "fata: warning: no PIT and no CPUID frequency: assuming a 1 GHz TSC, time will be off\n"

@@ -45,9 +45,11 @@ fn read(off: usize) -> u32 {
     unsafe { core::ptr::read_volatile(reg(off)) }
 }
 
-/// Masks the 8259 PICs, enables the LAPIC and calibrates its timer against the TSC
-/// (call after `clock::init`). Returns the timer frequency.
-pub(crate) fn init() -> u64 {
+static CALIBRATION_TSC0: AtomicU64 = AtomicU64::new(0);
+
+/// Masks the 8259 PICs, enables the LAPIC and starts its timer counting down from the maximum,
+/// so that it is calibrated in the same window as the TSC (see [`finish_calibration`]).
+pub(crate) fn start_calibration() {
     outb(0x21, 0xff);
     outb(0xa1, 0xff);
     // SAFETY: reading IA32_APIC_BASE (MSR 0x1b) has no side effects; every x86_64 CPU has it.
@@ -59,16 +61,18 @@ pub(crate) fn init() -> u64 {
     write(REG_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
     write(REG_DIVIDE, 0x3); // divide by 16
     write(REG_LVT_TIMER, 1 << 16); // masked while calibrating
-
+    CALIBRATION_TSC0.store(clock::rdtsc(), Ordering::Relaxed);
     write(REG_INITIAL, u32::MAX);
-    let t0 = clock::rdtsc();
-    let span = clock::tsc_hz() / 100; // 10 ms
-    while clock::rdtsc().wrapping_sub(t0) < span {
-        core::hint::spin_loop();
-    }
+}
+
+/// Reads how far the timer counted since [`start_calibration`] and converts it to a frequency
+/// with the (already calibrated) TSC. Returns the timer frequency.
+pub(crate) fn finish_calibration() -> u64 {
     let ticks = u64::from(u32::MAX - read(REG_CURRENT));
+    let tsc = clock::rdtsc().wrapping_sub(CALIBRATION_TSC0.load(Ordering::Relaxed));
     write(REG_INITIAL, 0);
-    let hz = (ticks * 100).max(1000);
+    let hz = (u128::from(ticks) * u128::from(clock::tsc_hz()) / u128::from(tsc.max(1))) as u64;
+    let hz = hz.max(1000);
     TIMER_HZ.store(hz, Ordering::Relaxed);
     write(REG_LVT_TIMER, u32::from(TIMER_VECTOR)); // one-shot, unmasked
     hz
