@@ -78,7 +78,9 @@ fn boot_figures() -> Result<()> {
         };
         o.qemu.memory_mib = mib;
         // xtask itself refuses machines that cannot hold the image: that counts as "does not boot".
-        let Ok(running) = boot(&img, &o) else { continue };
+        let Ok(running) = boot(&img, &o) else {
+            continue;
+        };
         if running.wait(Duration::from_secs(30))?.exit == Exit::Code(0) {
             smallest = Some(mib);
             break;
