@@ -23,3 +23,17 @@ fn the_unix_build_of_the_same_app_is_not_a_valid_image() {
         r.problems
     );
 }
+
+#[test]
+fn unknown_example_is_refused_with_the_list_of_examples() {
+    let opts = xtask::build::BuildOpts {
+        target: Target::Virtio,
+        example: "helo".into(),
+        release: false,
+    };
+    let e = xtask::build::build(&opts).unwrap_err().0;
+    assert!(
+        e.contains("unknown example `helo`") && e.contains("hello"),
+        "{e}"
+    );
+}
