@@ -10,10 +10,13 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 pub mod boot;
 pub mod exit;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
+pub mod net;
 
 pub use boot::{BootInfo, MemoryRegion};
 pub use exit::ExitCode;
@@ -47,6 +50,13 @@ pub trait Platform: 'static {
 
     /// Ends the program with `code`. Never returns.
     fn exit(code: ExitCode) -> !;
+
+    /// The platform's network device type (a device that never has frames where there is none).
+    type Net: net::NetDevice + 'static;
+
+    /// Acquires the network device `name` (`service0` is the first NIC; devices are acquired
+    /// once). Returns the device and the [`Events`] bits [`Platform::wait`] reports for it.
+    fn open_net(name: &str) -> Result<(Self::Net, Events), net::OpenError>;
 
     /// Whether a boot argument key belongs to the platform (for instance the
     /// `virtio_mmio.device=` entries that QEMU appends on microvm) rather than to the

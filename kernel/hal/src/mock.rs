@@ -37,6 +37,13 @@ impl MockPlatform {
 
 impl Platform for MockPlatform {
     const NAME: &'static str = "mock";
+    type Net = crate::net::NoNet;
+
+    fn open_net(_: &str) -> Result<(crate::net::NoNet, Events), crate::net::OpenError> {
+        Err(crate::net::OpenError::NotFound(
+            "the mock platform has no network device",
+        ))
+    }
 
     fn console_write(bytes: &[u8]) {
         CONSOLE.with(|c| c.borrow_mut().extend_from_slice(bytes));
@@ -77,4 +84,85 @@ mod tests {
         assert_eq!(MockPlatform::monotonic_ns(), 500);
         assert_eq!(MockPlatform::take_waits(), [Some(50), Some(500)]);
     }
+}
+
+/// A network device for unit tests: frames pushed with [`MockNet::inject`] are received,
+/// frames the stack sends are collected for [`MockNet::sent`]. Two devices can be wired
+/// back to back by moving frames between them.
+#[derive(Default)]
+pub struct MockNet {
+    /// Frames waiting to be received.
+    pub inbox: std::collections::VecDeque<Vec<u8>>,
+    /// Frames sent.
+    pub outbox: Vec<Vec<u8>>,
+    /// MAC address.
+    pub mac: [u8; 6],
+}
+
+impl MockNet {
+    /// A device with this MAC address.
+    pub fn new(mac: [u8; 6]) -> MockNet {
+        MockNet {
+            mac,
+            ..Default::default()
+        }
+    }
+
+    /// Queues a frame for reception.
+    pub fn inject(&mut self, frame: Vec<u8>) {
+        self.inbox.push_back(frame);
+    }
+
+    /// Takes the frames sent so far.
+    pub fn sent(&mut self) -> Vec<Vec<u8>> {
+        core::mem::take(&mut self.outbox)
+    }
+}
+
+/// A received mock frame.
+pub struct MockRx(Vec<u8>);
+/// Room for a mock frame.
+pub struct MockTx<'a>(&'a mut Vec<Vec<u8>>);
+
+impl crate::net::RxToken for MockRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl crate::net::TxToken for MockTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut b = std::vec![0; len];
+        let r = f(&mut b);
+        self.0.push(b);
+        r
+    }
+}
+
+impl crate::net::NetDevice for MockNet {
+    type Rx<'a> = MockRx;
+    type Tx<'a> = MockTx<'a>;
+    fn receive(&mut self) -> Option<(MockRx, MockTx<'_>)> {
+        let f = self.inbox.pop_front()?;
+        Some((MockRx(f), MockTx(&mut self.outbox)))
+    }
+    fn transmit(&mut self) -> Option<MockTx<'_>> {
+        Some(MockTx(&mut self.outbox))
+    }
+    fn caps(&self) -> crate::net::NetCaps {
+        crate::net::NetCaps {
+            max_frame: 1514,
+            max_burst: 64,
+        }
+    }
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+    fn link_up(&self) -> bool {
+        true
+    }
+    fn stats(&self) -> crate::net::NetStats {
+        crate::net::NetStats::default()
+    }
+    fn service(&mut self) {}
 }

@@ -217,6 +217,90 @@ impl Value for Secret {
     }
 }
 
+impl<T: Value> Value for Option<T> {
+    const TYPE: &'static str = T::TYPE;
+    fn parse(s: &str) -> Result<Option<T>, &'static str> {
+        match s {
+            "" | "none" => Ok(None),
+            s => T::parse(s).map(Some),
+        }
+    }
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Some(v) => v.show(f),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+impl Value for core::net::Ipv4Addr {
+    const TYPE: &'static str = "ipv4";
+    fn parse(s: &str) -> Result<Self, &'static str> {
+        s.parse()
+            .map_err(|_| "expected an IPv4 address like 10.0.0.2")
+    }
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// An IPv4 address with a prefix length: `10.0.0.2/24`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Net {
+    /// The address.
+    pub addr: core::net::Ipv4Addr,
+    /// The prefix length (0..=32).
+    pub prefix: u8,
+}
+
+impl Value for Ipv4Net {
+    const TYPE: &'static str = "ipv4/len";
+    fn parse(s: &str) -> Result<Self, &'static str> {
+        const WHY: &str = "expected an IPv4 address with a prefix length, like 10.0.0.2/24";
+        let (a, l) = s.split_once('/').ok_or(WHY)?;
+        let addr = a.parse().map_err(|_| WHY)?;
+        let prefix: u8 = l.parse().map_err(|_| WHY)?;
+        if prefix > 32 {
+            return Err("the prefix length must be 0..=32");
+        }
+        Ok(Ipv4Net { addr, prefix })
+    }
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// A comma-separated list of IPv4 addresses (may be empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ipv4List(pub Vec<core::net::Ipv4Addr>);
+
+impl Value for Ipv4List {
+    const TYPE: &'static str = "ipv4,...";
+    fn parse(s: &str) -> Result<Self, &'static str> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                w.parse()
+                    .map_err(|_| "expected IPv4 addresses separated by commas")
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Ipv4List)
+    }
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A key's description.
 #[derive(Clone, Copy, Debug)]
 pub struct Key {
@@ -412,30 +496,72 @@ pub fn split(cmdline: &str) -> Result<Vec<Arg>, ArgError> {
     }
 }
 
+/// Object-safe view of a [`Config`], so the runtime's, the network's and the application's
+/// key sets are handled alike.
+pub trait KeySet {
+    /// Every key of the set.
+    fn keys(&self) -> &'static [Key];
+    /// [`Config::set`].
+    fn set_dyn(&mut self, key: &str, value: &str) -> Option<Result<(), &'static str>>;
+    /// [`Config::show`].
+    fn show_dyn(&self, key: &str, out: &mut dyn Write) -> fmt::Result;
+}
+
+impl<C: Config> KeySet for C {
+    fn keys(&self) -> &'static [Key] {
+        C::KEYS
+    }
+    fn set_dyn(&mut self, key: &str, value: &str) -> Option<Result<(), &'static str>> {
+        self.set(key, value)
+    }
+    fn show_dyn(&self, key: &str, out: &mut dyn Write) -> fmt::Result {
+        self.show(key, out)
+    }
+}
+
 /// The outcome of loading the configuration.
 pub struct Loaded<C> {
     /// The runtime's keys.
     pub runtime: RuntimeConfig,
+    /// The network keys (images built with networking).
+    #[cfg(feature = "net")]
+    pub net: crate::net::NetKeys,
     /// The application's keys.
     pub app: C,
     /// Keys set on the command line (the others are at their defaults).
     pub set: Vec<String>,
 }
 
-/// Applies the command line to the defaults. `platform_arg` tells which keys belong to the
-/// platform (and are skipped here).
-pub fn load<C: Config>(
+impl<C: Config> Loaded<C> {
+    /// Every key set, runtime first, application last.
+    fn sets(&self) -> Vec<&dyn KeySet> {
+        alloc::vec![
+            &self.runtime as &dyn KeySet,
+            #[cfg(feature = "net")]
+            &self.net,
+            &self.app,
+        ]
+    }
+}
+
+/// Applies `cmdline` to `sets` in order; returns the keys it set. `platform_arg` tells which
+/// keys belong to the platform (and are skipped here).
+pub fn apply(
     cmdline: &str,
     platform_arg: &dyn Fn(&str) -> bool,
-) -> Result<Loaded<C>, ArgError> {
-    if let Some(k) = C::KEYS
-        .iter()
-        .find(|k| RuntimeConfig::KEYS.iter().any(|r| r.name == k.name))
-    {
-        return Err(ArgError::Clash(k.name));
+    sets: &mut [&mut dyn KeySet],
+) -> Result<Vec<String>, ArgError> {
+    for (i, a) in sets.iter().enumerate() {
+        for b in &sets[i + 1..] {
+            if let Some(k) = b
+                .keys()
+                .iter()
+                .find(|k| a.keys().iter().any(|r| r.name == k.name))
+            {
+                return Err(ArgError::Clash(k.name));
+            }
+        }
     }
-    let mut runtime = RuntimeConfig::defaults();
-    let mut app = C::defaults();
     let mut set: Vec<String> = Vec::new();
     for Arg { key, value } in split(cmdline)? {
         if platform_arg(&key) {
@@ -444,33 +570,51 @@ pub fn load<C: Config>(
         if set.contains(&key) {
             return Err(ArgError::Repeated(key));
         }
-        let (r, ty) = match runtime.set(&key, &value) {
-            Some(r) => (
-                r,
-                RuntimeConfig::KEYS
-                    .iter()
-                    .find(|k| k.name == key)
-                    .map_or("", |k| k.ty),
-            ),
-            None => match app.set(&key, &value) {
-                Some(r) => (
-                    r,
-                    C::KEYS.iter().find(|k| k.name == key).map_or("", |k| k.ty),
-                ),
-                None => return Err(ArgError::UnknownKey(key)),
-            },
-        };
-        if let Err(why) = r {
-            return Err(ArgError::BadValue {
-                key,
-                value,
-                ty,
-                why,
-            });
+        let mut outcome = None;
+        for s in sets.iter_mut() {
+            if let Some(r) = s.set_dyn(&key, &value) {
+                let ty = s.keys().iter().find(|k| k.name == key).map_or("", |k| k.ty);
+                outcome = Some((r, ty));
+                break;
+            }
         }
-        set.push(key);
+        match outcome {
+            None => return Err(ArgError::UnknownKey(key)),
+            Some((Err(why), ty)) => {
+                return Err(ArgError::BadValue {
+                    key,
+                    value,
+                    ty,
+                    why,
+                });
+            }
+            Some((Ok(()), _)) => set.push(key),
+        }
     }
-    Ok(Loaded { runtime, app, set })
+    Ok(set)
+}
+
+/// Applies the command line to the defaults of every key set.
+pub fn load<C: Config>(
+    cmdline: &str,
+    platform_arg: &dyn Fn(&str) -> bool,
+) -> Result<Loaded<C>, ArgError> {
+    let mut l = Loaded {
+        runtime: RuntimeConfig::defaults(),
+        #[cfg(feature = "net")]
+        net: crate::net::NetKeys::defaults(),
+        app: C::defaults(),
+        set: Vec::new(),
+    };
+    let mut sets: Vec<&mut dyn KeySet> = alloc::vec![
+        &mut l.runtime as &mut dyn KeySet,
+        #[cfg(feature = "net")]
+        &mut l.net,
+        &mut l.app,
+    ];
+    let set = apply(cmdline, platform_arg, &mut sets)?;
+    l.set = set;
+    Ok(l)
 }
 
 /// Writes the help text: every key with type, default and doc.
@@ -479,11 +623,15 @@ pub fn write_help<C: Config>(out: &mut dyn Write) -> fmt::Result {
         out,
         "fata: boot arguments are key=value words (quote values with spaces: key=\"a b\"):"
     )?;
-    let rt = RuntimeConfig::defaults();
-    let app = C::defaults();
-    let sets: [(&[Key], &dyn Config2); 2] = [(RuntimeConfig::KEYS, &rt), (C::KEYS, &app)];
-    for (keys, values) in sets {
-        for k in keys {
+    let defaults = Loaded::<C> {
+        runtime: RuntimeConfig::defaults(),
+        #[cfg(feature = "net")]
+        net: crate::net::NetKeys::defaults(),
+        app: C::defaults(),
+        set: Vec::new(),
+    };
+    for values in defaults.sets() {
+        for k in values.keys() {
             let mut default = String::new();
             values.show_dyn(k.name, &mut default)?;
             writeln!(out, "  {}=<{}>  (default: {})", k.name, k.ty, default)?;
@@ -497,12 +645,8 @@ pub fn write_help<C: Config>(out: &mut dyn Write) -> fmt::Result {
 
 /// Writes the effective configuration, one key per line.
 pub fn write_effective<C: Config>(out: &mut dyn Write, loaded: &Loaded<C>) -> fmt::Result {
-    let sets: [(&[Key], &dyn Config2); 2] = [
-        (RuntimeConfig::KEYS, &loaded.runtime),
-        (C::KEYS, &loaded.app),
-    ];
-    for (keys, values) in sets {
-        for k in keys {
+    for values in loaded.sets() {
+        for k in values.keys() {
             write!(out, "fata: config {}=", k.name)?;
             values.show_dyn(k.name, out)?;
             let from = if loaded.set.iter().any(|s| s == k.name) {
@@ -514,17 +658,6 @@ pub fn write_effective<C: Config>(out: &mut dyn Write, loaded: &Loaded<C>) -> fm
         }
     }
     Ok(())
-}
-
-/// Object-safe view of [`Config::show`].
-trait Config2 {
-    fn show_dyn(&self, key: &str, out: &mut dyn Write) -> fmt::Result;
-}
-
-impl<C: Config> Config2 for C {
-    fn show_dyn(&self, key: &str, out: &mut dyn Write) -> fmt::Result {
-        self.show(key, out)
-    }
 }
 
 #[cfg(test)]

@@ -92,6 +92,7 @@ pub(crate) struct Executor {
     timers: RefCell<BinaryHeap<Reverse<Timer>>>,
     seq: Cell<u64>,
     event_sources: Cell<usize>,
+    event_waiters: RefCell<Vec<(u64, Waker)>>,
     polls: Cell<u64>,
 }
 
@@ -104,6 +105,7 @@ impl Executor {
             timers: RefCell::new(BinaryHeap::new()),
             seq: Cell::new(0),
             event_sources: Cell::new(0),
+            event_waiters: RefCell::new(Vec::new()),
             polls: Cell::new(0),
         }
     }
@@ -142,9 +144,45 @@ impl Executor {
 
     /// Declares that a device can wake tasks from `wait` (so waiting with no timer armed is
     /// not a deadlock).
-    #[allow(dead_code)]
+    #[cfg_attr(not(feature = "net"), allow(dead_code))]
     pub(crate) fn add_event_source(&self) {
         self.event_sources.set(self.event_sources.get() + 1);
+    }
+
+    /// Wakes `waker` the next time `wait` reports any of the event bits in `mask`.
+    #[allow(dead_code)]
+    pub(crate) fn on_events(&self, mask: u64, waker: Waker) {
+        let mut w = self.event_waiters.borrow_mut();
+        if let Some(e) = w
+            .iter_mut()
+            .find(|(m, old)| *m == mask && old.will_wake(&waker))
+        {
+            e.0 = mask;
+        } else {
+            w.push((mask, waker));
+        }
+    }
+
+    fn dispatch_events(&self, events: fata_hal::Events) {
+        if events.is_empty() {
+            return;
+        }
+        let woken: Vec<Waker> = {
+            let mut w = self.event_waiters.borrow_mut();
+            let mut out = Vec::new();
+            w.retain(|(m, waker)| {
+                if m & events.0 != 0 {
+                    out.push(waker.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            out
+        };
+        for w in woken {
+            w.wake();
+        }
     }
 
     fn next_ready(&self) -> Option<usize> {
@@ -211,7 +249,8 @@ impl Executor {
             if deadline.is_none() && self.event_sources.get() == 0 {
                 return Err(Stall::NothingCanWake);
             }
-            P::wait(deadline);
+            let events = P::wait(deadline);
+            self.dispatch_events(events);
         }
     }
 

@@ -18,6 +18,8 @@ pub mod console;
 mod executor;
 pub mod heap;
 mod logger;
+#[cfg(feature = "net")]
+pub mod net;
 mod platform;
 mod runtime;
 mod single;

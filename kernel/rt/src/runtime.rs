@@ -95,6 +95,19 @@ pub(crate) fn report_panic(
     exit_with(ExitCode::Panic)
 }
 
+#[cfg(feature = "net")]
+static NET: crate::single::Local<spin::Once<Result<crate::net::Stack, crate::net::Unavailable>>> =
+    crate::single::Local(spin::Once::new());
+
+#[cfg(feature = "net")]
+pub(crate) fn net_stack() -> Result<crate::net::Stack, crate::net::Unavailable> {
+    NET.0.get().cloned().unwrap_or_else(|| {
+        Err(crate::net::Unavailable(
+            "the runtime has not started".into(),
+        ))
+    })
+}
+
 /// Entry from `#[fata::main]`: runs the application and exits. Never returns.
 pub fn start<C, F, Fut>(boot: BootInfo, main: F) -> !
 where
@@ -124,11 +137,20 @@ where
         }
     };
     crate::logger::init(loaded.runtime.log.0);
+    log::debug!("boot command line: {}", boot.cmdline);
     let _ = config::write_effective(&mut Console::new(), &loaded);
 
-    let app: &'static C = Box::leak(Box::new(loaded.app));
     let exec: &'static Executor = Box::leak(Box::new(Executor::new()));
     set_current(exec);
+    #[cfg(feature = "net")]
+    {
+        let net = crate::net::start(&loaded.net);
+        if let Err(e) = &net {
+            log::warn!("net: not started: {e}");
+        }
+        NET.0.call_once(|| net);
+    }
+    let app: &'static C = Box::leak(Box::new(loaded.app));
     let code = match exec.block_on::<Plat, _>(main(Runtime { config: app })) {
         Ok(out) => out.report(),
         Err(Stall::NothingCanWake) => {

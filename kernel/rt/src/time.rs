@@ -20,6 +20,11 @@ impl Instant {
         Instant(Plat::monotonic_ns())
     }
 
+    /// The instant `ns` nanoseconds after boot.
+    pub fn from_nanos(ns: u64) -> Instant {
+        Instant(ns)
+    }
+
     /// Nanoseconds since boot.
     pub fn as_nanos(self) -> u64 {
         self.0

@@ -26,6 +26,13 @@ fn start() -> Instant {
 
 impl Platform for Unix {
     const NAME: &'static str = "unix";
+    type Net = fata_hal::net::NoNet;
+
+    fn open_net(_: &str) -> Result<(Self::Net, Events), fata_hal::net::OpenError> {
+        Err(fata_hal::net::OpenError::NotFound(
+            "the unix platform has no network device yet (TAP and host sockets are planned)",
+        ))
+    }
 
     fn console_write(bytes: &[u8]) {
         let mut out = std::io::stdout().lock();

@@ -101,6 +101,11 @@ extern "C" fn fata_platform_entry(start_info_paddr: u32) -> ! {
         lapic_hz / 1_000_000
     );
 
+    let mut ram_pairs = [(0u64, 0u64); 16];
+    for (p, r) in ram_pairs.iter_mut().zip(ram) {
+        *p = (r.start, r.end);
+    }
+    crate::devices::init(info.cmdline(), &ram_pairs[..ram.len().min(16)]);
     let boot = BootInfo {
         cmdline: info.cmdline(),
         heap,

@@ -107,6 +107,7 @@ pub(crate) fn wait(deadline: Option<Nanos>) -> Events {
     write(REG_INITIAL, 0);
     let pending = fata_boot::trap::take_pending();
     // Device interrupts (vectors 0x30..0x6f) map to event bits 0..63; the timer is no event.
+    const _: () = assert!(crate::devices::DEVICE_VECTOR_BASE == 0x30);
     let devices = (pending[0] >> 48) | (pending[1] << 16);
     Events(devices)
 }

@@ -12,10 +12,14 @@
 // Code used only by the image (entry, hardware init) is dead in host unit tests.
 #![cfg_attr(test, allow(dead_code))]
 
+extern crate alloc;
+
 mod clock;
+mod devices;
 #[cfg(not(test))]
 mod entry;
 mod exit;
+mod ioapic;
 mod lapic;
 pub mod memory;
 mod pio;
@@ -30,6 +34,11 @@ pub struct Virtio;
 
 impl Platform for Virtio {
     const NAME: &'static str = "virtio";
+    type Net = fata_virtio::net::VirtioNet;
+
+    fn open_net(name: &str) -> Result<(Self::Net, Events), fata_hal::net::OpenError> {
+        devices::open_net(name)
+    }
 
     fn console_write(bytes: &[u8]) {
         UART.write(bytes);

@@ -1,0 +1,121 @@
+//! What the virtio drivers need from a transport (virtio 1.x §4), and the device-independent
+//! initialisation sequence (§3.1).
+
+use crate::queue::Queue;
+use core::fmt;
+
+/// Device status bits.
+pub mod status {
+    pub const ACKNOWLEDGE: u8 = 1;
+    pub const DRIVER: u8 = 2;
+    pub const DRIVER_OK: u8 = 4;
+    pub const FEATURES_OK: u8 = 8;
+    pub const FAILED: u8 = 128;
+}
+
+/// `VIRTIO_F_VERSION_1`: the device follows the 1.0 specification (modern).
+pub const F_VERSION_1: u64 = 1 << 32;
+
+/// Why a device could not be brought up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitError {
+    /// The device refused the negotiated features.
+    FeaturesRefused,
+    /// The device has no queue with this index.
+    NoQueue(u16),
+    /// The device reported a queue size that is not a power of two.
+    BadQueueSize(u16),
+    /// The heap could not hold the queues and buffers.
+    OutOfMemory,
+    /// The transport cannot take a queue where it was put (legacy: above 16 TiB).
+    QueueAddress,
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitError::FeaturesRefused => f.write_str("the device refused the driver's features"),
+            InitError::NoQueue(q) => write!(f, "the device has no queue {q}"),
+            InitError::BadQueueSize(s) => {
+                write!(f, "the device reported queue size {s}, not a power of two")
+            }
+            InitError::OutOfMemory => f.write_str("not enough memory for the queues and buffers"),
+            InitError::QueueAddress => f.write_str("queue memory is out of the transport's reach"),
+        }
+    }
+}
+
+/// A virtio transport.
+pub trait Transport {
+    /// Short description for logs ("virtio-mmio v1 @ 0xfeb00e00", ...).
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result;
+    /// Whether the device speaks virtio 1.x (modern) rather than 0.9 (legacy).
+    fn modern(&self) -> bool;
+    /// The feature bits the device offers.
+    fn device_features(&mut self) -> u64;
+    /// Tells the device which features the driver uses.
+    fn set_driver_features(&mut self, f: u64);
+    /// Reads the device status.
+    fn status(&mut self) -> u8;
+    /// Writes the device status (0 resets the device).
+    fn set_status(&mut self, s: u8);
+    /// The largest size queue `q` may have; 0 if there is no such queue.
+    fn max_queue_size(&mut self, q: u16) -> u16;
+    /// Whether the driver may choose a smaller queue size than the maximum (legacy PCI: no).
+    fn queue_size_settable(&self) -> bool;
+    /// Gives queue `q` to the device.
+    fn setup_queue(&mut self, q: u16, queue: &Queue) -> Result<(), InitError>;
+    /// Tells the device that queue `q` has new buffers.
+    fn notify(&mut self, q: u16);
+    /// Reads and acknowledges the interrupt status (bit 0: used buffers, bit 1: configuration).
+    fn ack_interrupt(&mut self) -> u8;
+    /// Reads a byte of the device-specific configuration.
+    fn config_u8(&mut self, off: usize) -> u8;
+}
+
+/// Resets the device and negotiates features: the device's offer masked by `wanted`
+/// (plus `VERSION_1` for modern devices). Returns the features in use.
+pub fn negotiate(t: &mut dyn Transport, wanted: u64) -> Result<u64, InitError> {
+    t.set_status(0);
+    t.set_status(status::ACKNOWLEDGE);
+    t.set_status(status::ACKNOWLEDGE | status::DRIVER);
+    let offered = t.device_features();
+    let mut use_ = offered & wanted;
+    if t.modern() {
+        use_ |= offered & F_VERSION_1;
+    }
+    t.set_driver_features(use_);
+    if t.modern() {
+        t.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+        if t.status() & status::FEATURES_OK == 0 {
+            t.set_status(status::FAILED);
+            return Err(InitError::FeaturesRefused);
+        }
+    }
+    Ok(use_)
+}
+
+/// Creates queue `q` at the device's size, capped at `cap` where the transport allows it.
+pub fn make_queue(t: &mut dyn Transport, q: u16, cap: u16) -> Result<Queue, InitError> {
+    let max = t.max_queue_size(q);
+    if max == 0 {
+        return Err(InitError::NoQueue(q));
+    }
+    if !max.is_power_of_two() {
+        return Err(InitError::BadQueueSize(max));
+    }
+    let size = if t.queue_size_settable() {
+        max.min(cap.max(1))
+    } else {
+        max
+    };
+    let queue = Queue::new(size).ok_or(InitError::OutOfMemory)?;
+    t.setup_queue(q, &queue)?;
+    Ok(queue)
+}
+
+/// Tells the device the driver is ready.
+pub fn driver_ok(t: &mut dyn Transport) {
+    let s = t.status();
+    t.set_status(s | status::DRIVER_OK);
+}

@@ -1,0 +1,126 @@
+//! Finding and starting devices: virtio-mmio devices named on the command line
+//! (`virtio_mmio.device=`, as QEMU microvm and Firecracker pass them) and virtio-pci devices
+//! found by scanning PCI. Each acquired device gets an event slot: its interrupt is routed to
+//! vector `0x30 + slot` and `wait` reports bit `slot`.
+
+use crate::ioapic;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::{AtomicBool, Ordering};
+use fata_hal::Events;
+use fata_hal::net::OpenError;
+use fata_virtio::mmio::{MmioTransport, parse_cmdline_device};
+use fata_virtio::net::{Budget, VirtioNet};
+use fata_virtio::pci::{self, PciTransport};
+use fata_virtio::regs::Mmio;
+
+/// First vector for device interrupts.
+pub(crate) const DEVICE_VECTOR_BASE: u8 = 0x30;
+
+static CMDLINE: spin::Once<&'static str> = spin::Once::new();
+static RAM: spin::Once<([(u64, u64); 16], usize)> = spin::Once::new();
+static NET_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Remembers what device discovery needs from boot: the command line and the RAM ranges
+/// (a device window claimed inside RAM is refused).
+pub(crate) fn init(cmdline: &'static str, ram: &[(u64, u64)]) {
+    CMDLINE.call_once(|| cmdline);
+    RAM.call_once(|| {
+        let mut a = [(0, 0); 16];
+        let n = ram.len().min(16);
+        a[..n].copy_from_slice(&ram[..n]);
+        (a, n)
+    });
+}
+
+fn in_ram(start: u64, len: u64) -> bool {
+    let Some((ram, n)) = RAM.get() else {
+        return true;
+    };
+    let end = start.saturating_add(len);
+    ram[..*n].iter().any(|&(s, e)| start < e && s < end)
+}
+
+/// Opens the first virtio network device as `service0`.
+pub(crate) fn open_net(name: &str) -> Result<(VirtioNet, Events), OpenError> {
+    if name != "service0" {
+        return Err(OpenError::NotFound(
+            "only `service0` (the first virtio-net device) exists",
+        ));
+    }
+    if NET_TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(OpenError::InUse);
+    }
+    let slot = 0u8;
+    let vector = DEVICE_VECTOR_BASE + slot;
+    let events = Events(1 << slot);
+    let cmdline = CMDLINE.get().copied().unwrap_or("");
+    for word in cmdline.split_whitespace() {
+        let Some(v) = word.strip_prefix("virtio_mmio.device=") else {
+            continue;
+        };
+        let Some(d) = parse_cmdline_device(v) else {
+            log::warn!("ignoring malformed boot argument `{word}`");
+            continue;
+        };
+        if d.base.saturating_add(d.size) > 1 << 32 || in_ram(d.base, d.size) {
+            log::warn!("ignoring `{word}`: the window is in RAM or above 4 GiB");
+            continue;
+        }
+        // SAFETY: the window lies below 4 GiB outside every RAM region (checked above), where
+        // the page tables map device memory uncached; the hypervisor announced a device there,
+        // and `NET_TAKEN` makes this the only driver using it.
+        let regs = unsafe { Mmio::new(d.base as usize, d.size as usize) };
+        let Some(t) = MmioTransport::probe(regs) else {
+            continue;
+        };
+        if t.device_id() != 1 {
+            continue;
+        }
+        if !ioapic::route(d.irq, vector) {
+            log::warn!(
+                "no I/O APIC input for IRQ {}: the network device will be polled",
+                d.irq
+            );
+        }
+        return start(Box::new(t), events);
+    }
+    for b in pci::scan() {
+        if PciTransport::is_net(&b) {
+            let Some(t) = PciTransport::new(b, vector, false) else {
+                return Err(OpenError::Failed(format!(
+                    "virtio-pci device {b} has no usable registers"
+                )));
+            };
+            return start(Box::new(t), events);
+        }
+    }
+    NET_TAKEN.store(false, Ordering::SeqCst);
+    Err(OpenError::NotFound(
+        "no virtio-net device on virtio-mmio (command line) or PCI",
+    ))
+}
+
+fn start(
+    t: Box<dyn fata_virtio::Transport>,
+    events: Events,
+) -> Result<(VirtioNet, Events), OpenError> {
+    let dev =
+        VirtioNet::new(t, Budget::default()).map_err(|e| OpenError::Failed(format!("{e}")))?;
+    let mut what = String::new();
+    let _ = dev.describe(&mut what);
+    let (rxq, txq) = dev.queue_sizes();
+    let m = fata_hal::net::NetDevice::mac(&dev);
+    log::info!(
+        "net: {what}, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, queues rx {rxq} tx {txq}, {} rx buffers posted",
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[5],
+        dev.rx_posted()
+    );
+    Ok((dev, events))
+}

@@ -1,0 +1,72 @@
+//! fata's network stack: smoltcp behind an async socket API.
+//!
+//! Layer: depends on the HAL (for [`NetDevice`](fata_hal::net::NetDevice)) and smoltcp, and is
+//! the only crate that depends on smoltcp; no smoltcp type appears in its public API, so a
+//! host-sockets implementation can stand behind the same API. It knows nothing of the
+//! platform or the runtime: the runtime owns a [`Runner`], calls [`Runner::poll`] and sleeps
+//! until [`Runner::poll`]'s deadline, a device interrupt, or a socket operation that needs the
+//! stack ([`Stack::set_runner_waker`]).
+//!
+//! - [`Stack`]: a cheap, clonable handle; [`Stack::listen`] / [`Stack::connect`] /
+//!   [`Stack::bind_udp`] / [`Stack::resolve`].
+//! - [`TcpListener`] keeps a backlog of listening sockets, so back-to-back and concurrent
+//!   connects are not refused while the application keeps accepting; half-open connections
+//!   are capped (a SYN flood costs a bounded amount of memory and is counted).
+//! - Interface configuration: DHCPv4 (lease logged, renewed by the DHCP client, DNS servers
+//!   taken from it), static, or DHCP with a static fallback after a timeout ([`NetConfig`]).
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod device;
+mod dns;
+mod stack;
+mod tcp;
+mod udp;
+
+pub use core::net::{Ipv4Addr, SocketAddrV4};
+pub use stack::{DhcpMode, NetConfig, NetCounters, Runner, Stack};
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+use core::fmt;
+
+/// What can go wrong with a network operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetError {
+    /// The interface has no IPv4 address yet (DHCP pending).
+    NoAddress,
+    /// The port is already bound by this stack.
+    PortInUse(u16),
+    /// The peer refused or reset the connection.
+    Reset,
+    /// The connection is closed for this operation (peer closed, or we shut down).
+    Closed,
+    /// An argument is invalid (port 0, unspecified address, empty name, ...).
+    InvalidInput,
+    /// The name could not be resolved.
+    NameNotFound,
+    /// No DNS server is known.
+    NoDnsServer,
+    /// Too many sockets or queries at once.
+    Exhausted,
+    /// A datagram is larger than the socket's buffer.
+    TooLarge,
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetError::NoAddress => f.write_str("the interface has no IPv4 address yet"),
+            NetError::PortInUse(p) => write!(f, "port {p} is already in use"),
+            NetError::Reset => f.write_str("connection refused or reset by the peer"),
+            NetError::Closed => f.write_str("connection closed"),
+            NetError::InvalidInput => f.write_str("invalid argument"),
+            NetError::NameNotFound => f.write_str("name not found"),
+            NetError::NoDnsServer => f.write_str("no DNS server configured"),
+            NetError::Exhausted => f.write_str("too many sockets or queries"),
+            NetError::TooLarge => f.write_str("datagram too large"),
+        }
+    }
+}
