@@ -2,6 +2,8 @@
 //! process (release profile, through the same xtask library users run), boot it, and check
 //! the exit status *and* the console.
 
+pub mod client;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -74,4 +76,73 @@ pub fn expect(out: &Outcome, exit: Exit, lines: &[&str]) {
             ),
         }
     }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A network image booted with QEMU user networking, host port forwarded to `guest_port`,
+/// after its readiness line. Killed on drop.
+pub struct NetVm {
+    /// The running image.
+    pub vm: xtask::runner::Running,
+    /// 127.0.0.1 and the forwarded host port.
+    pub addr: std::net::SocketAddr,
+}
+
+/// Boots `example` on `machine` with user networking and waits for `fata: ready tcp/<guest_port>`.
+pub fn boot_user_net(
+    example: &str,
+    machine: Machine,
+    guest_port: u16,
+    args: &[&str],
+    nic: &[&str],
+) -> NetVm {
+    boot_user_net_with(example, machine, guest_port, args, nic, &[])
+}
+
+/// [`boot_user_net`] with extra QEMU arguments.
+pub fn boot_user_net_with(
+    example: &str,
+    machine: Machine,
+    guest_port: u16,
+    args: &[&str],
+    nic: &[&str],
+    qemu_extra: &[&str],
+) -> NetVm {
+    let img = image(Target::Virtio, example);
+    let host = free_port();
+    let mut opts = BootOpts {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    opts.qemu.machine = machine;
+    opts.qemu.net = Some(xtask::qemu::NetBackend::User {
+        forwards: vec![(host, guest_port)],
+    });
+    opts.qemu.nic_props = nic.iter().map(|s| s.to_string()).collect();
+    opts.qemu.extra = qemu_extra.iter().map(|s| s.to_string()).collect();
+    let vm = xtask::runner::boot(&img, &opts).unwrap_or_else(|e| panic!("booting {example}: {e}"));
+    if let Err(e) = vm.wait_for_line(&format!("fata: ready tcp/{guest_port}"), BOOT_TIMEOUT) {
+        let out = vm
+            .wait(Duration::from_secs(1))
+            .map(|o| o.console())
+            .unwrap_or_default();
+        panic!("{example} never became ready: {e}\n{out}");
+    }
+    NetVm {
+        vm,
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], host)),
+    }
+}
+
+/// The site directory the http example embeds.
+pub fn site_dir() -> std::path::PathBuf {
+    xtask::root().join("examples/http/site")
 }

@@ -27,6 +27,10 @@ options:
   --machine microvm|q35|pc   QEMU machine (default: microvm)
   -m MIB                guest memory in MiB (default: 64)
   --timeout SECONDS     kill the image after this long (default: 60)
+  -p HOST:GUEST         forward 127.0.0.1:HOST to the guest's TCP port GUEST (QEMU user
+                        networking, no root needed; repeatable)
+  --tap NAME            plug the network card into the existing TAP device NAME instead
+  --nic PROP=VALUE      extra network card property (e.g. rx_queue_size=1024; repeatable)
   -- ARGS...            boot arguments, e.g. -- name=you log=debug
 ";
 
@@ -39,6 +43,9 @@ struct Cli {
     machine: Machine,
     memory: u32,
     timeout: Duration,
+    forwards: Vec<(u16, u16)>,
+    tap: Option<String>,
+    nic: Vec<String>,
     args: Vec<String>,
 }
 
@@ -53,6 +60,9 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
         machine: Machine::Microvm,
         memory: 64,
         timeout: Duration::from_secs(60),
+        forwards: Vec::new(),
+        tap: None,
+        nic: Vec::new(),
         args: Vec::new(),
     };
     let mut example_given = false;
@@ -83,6 +93,11 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
                     .map_err(|_| Error(format!("--timeout {v}: expected seconds")))?;
                 cli.timeout = Duration::from_secs(s);
             }
+            "-p" => cli
+                .forwards
+                .push(xtask::qemu::parse_forward(&value("-p")?)?),
+            "--tap" => cli.tap = Some(value("--tap")?),
+            "--nic" => cli.nic.push(value("--nic")?),
             "--" => {
                 cli.args = it.by_ref().collect();
                 break;
@@ -121,6 +136,14 @@ fn do_run(cli: &Cli, require_success: bool) -> Result<ExitCode> {
     };
     opts.qemu.machine = cli.machine;
     opts.qemu.memory_mib = cli.memory;
+    opts.qemu.nic_props = cli.nic.clone();
+    // Every machine gets a network card: user networking unless a TAP device is named.
+    opts.qemu.net = Some(match &cli.tap {
+        Some(t) => xtask::qemu::NetBackend::Tap { ifname: t.clone() },
+        None => xtask::qemu::NetBackend::User {
+            forwards: cli.forwards.clone(),
+        },
+    });
     let out = boot(&img, &opts)?.wait(cli.timeout)?;
     match out.exit {
         Exit::Code(0) => Ok(ExitCode::SUCCESS),

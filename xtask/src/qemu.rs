@@ -23,8 +23,44 @@ pub struct QemuOpts {
     /// Attach `isa-debug-exit`, which carries the exit code (without it the guest can only
     /// power off or reset, and the code is lost).
     pub debug_exit: bool,
-    /// Further QEMU arguments (devices, networking).
+    /// The network card's backend, if the machine has one.
+    pub net: Option<NetBackend>,
+    /// Extra properties of the network card (`rx_queue_size=1024`, `disable-modern=on`, ...).
+    pub nic_props: Vec<String>,
+    /// Further QEMU arguments.
     pub extra: Vec<String>,
+}
+
+/// Where the guest's network card is plugged in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetBackend {
+    /// QEMU user networking (no root needed): DHCP at 10.0.2.15, and host ports forwarded to
+    /// guest ports, bound on 127.0.0.1.
+    User {
+        /// (host port, guest port) pairs.
+        forwards: Vec<(u16, u16)>,
+    },
+    /// An existing TAP device.
+    Tap {
+        /// The interface name.
+        ifname: String,
+    },
+}
+
+/// Parses a `-p HOST:GUEST` port forward.
+pub fn parse_forward(s: &str) -> Result<(u16, u16)> {
+    let err = || {
+        Error(format!(
+            "-p {s}: expected HOST_PORT:GUEST_PORT, e.g. -p 8080:80"
+        ))
+    };
+    let (h, g) = s.split_once(':').ok_or_else(err)?;
+    let h: u16 = h.parse().map_err(|_| err())?;
+    let g: u16 = g.parse().map_err(|_| err())?;
+    if h == 0 || g == 0 {
+        return Err(err());
+    }
+    Ok((h, g))
 }
 
 impl Default for QemuOpts {
@@ -33,6 +69,8 @@ impl Default for QemuOpts {
             machine: Machine::Microvm,
             memory_mib: 64,
             debug_exit: true,
+            net: None,
+            nic_props: Vec::new(),
             extra: Vec::new(),
         }
     }
@@ -62,8 +100,32 @@ pub fn command(image: &Path, cmdline: &str, o: &QemuOpts) -> Result<Command> {
         .args(["-serial", "stdio"])
         .arg("-kernel")
         .arg(image)
-        .args(["-append", cmdline])
-        .args(&o.extra);
+        .args(["-append", cmdline]);
+    if let Some(net) = &o.net {
+        let backend = match net {
+            NetBackend::User { forwards } => {
+                let mut b = String::from("user,id=n0");
+                for (h, g) in forwards {
+                    b.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
+                }
+                b
+            }
+            NetBackend::Tap { ifname } => {
+                format!("tap,id=n0,ifname={ifname},script=no,downscript=no")
+            }
+        };
+        let model = match o.machine {
+            Machine::Microvm => "virtio-net-device",
+            Machine::Q35 | Machine::Pc => "virtio-net-pci",
+        };
+        let mut nic = format!("{model},netdev=n0");
+        for p in &o.nic_props {
+            nic.push(',');
+            nic.push_str(p);
+        }
+        c.args(["-netdev", &backend, "-device", &nic]);
+    }
+    c.args(&o.extra);
     if o.debug_exit {
         c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     }
@@ -114,6 +176,20 @@ mod tests {
 
     fn st(code: i32) -> ExitStatus {
         ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn port_forwards_parse_and_bad_ones_say_the_syntax() {
+        assert_eq!(parse_forward("8080:80").unwrap(), (8080, 80));
+        for bad in ["8080", "x:80", "8080:0", "70000:80", ":"] {
+            assert!(
+                parse_forward(bad)
+                    .unwrap_err()
+                    .0
+                    .contains("HOST_PORT:GUEST_PORT"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

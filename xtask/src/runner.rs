@@ -88,6 +88,8 @@ pub struct BootOpts {
     pub qemu: QemuOpts,
     /// Copy the console to our stdout as it arrives.
     pub echo: bool,
+    /// Run inside this network namespace (`ip netns exec`), e.g. to reach a TAP device there.
+    pub netns: Option<String>,
 }
 
 /// Joins boot arguments into one command line, double-quoting values with spaces or quotes.

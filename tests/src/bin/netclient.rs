@@ -1,0 +1,33 @@
+//! `netclient http IP PORT SITE_DIR REQUESTS CONCURRENT` (concurrent connects in a burst) / `netclient echo IP PORT BYTES`:
+//! the host-side checks of `fata_tests::client`, as a program the TAP tests run inside a
+//! network namespace. Exit 0 and `ok` when every check passes.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+fn main() {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let addr =
+        |ip: &str, port: &str| -> SocketAddr { format!("{ip}:{port}").parse().expect("IP PORT") };
+    let r = match a.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["http", ip, port, site, n, c] => fata_tests::client::check_http(
+            addr(ip, port),
+            Path::new(site),
+            n.parse().expect("REQUESTS"),
+            c.parse().expect("CONCURRENT"),
+            true,
+        ),
+        ["echo", ip, port, len] => fata_tests::client::check_echo(addr(ip, port), len.parse().expect("BYTES")).map(|_| ()),
+        ["status", ip, port] => fata_tests::client::get(addr(ip, port), "/status")
+            .map(|r| println!("{}", String::from_utf8_lossy(&r.body)))
+            .map_err(|e| e.to_string()),
+        _ => Err("usage: netclient http IP PORT SITE REQUESTS CONCURRENT | echo IP PORT BYTES | status IP PORT".into()),
+    };
+    match r {
+        Ok(()) => println!("ok"),
+        Err(e) => {
+            println!("FAILED: {e}");
+            std::process::exit(1);
+        }
+    }
+}
