@@ -121,6 +121,14 @@ pub fn boot(image: &Image, opts: &BootOpts) -> Result<Running> {
             c
         }
     };
+    if let Some(ns) = &opts.netns {
+        let mut wrapped = Command::new("ip");
+        wrapped
+            .args(["netns", "exec", ns])
+            .arg(c.get_program())
+            .args(c.get_args());
+        c = wrapped;
+    }
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

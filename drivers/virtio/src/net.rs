@@ -337,3 +337,147 @@ impl NetDevice for VirtioNet {
         self.reclaim_tx();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::status;
+    use core::fmt;
+    use fata_hal::net::{NetDevice, RxToken, TxToken};
+
+    /// A device that accepts everything; the test plays its side of the queues directly.
+    struct Fake {
+        status: u8,
+        notified: usize,
+    }
+
+    impl Transport for Fake {
+        fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+            out.write_str("fake")
+        }
+        fn modern(&self) -> bool {
+            true
+        }
+        fn device_features(&mut self) -> u64 {
+            F_MAC | F_STATUS | transport::F_VERSION_1
+        }
+        fn set_driver_features(&mut self, _: u64) {}
+        fn status(&mut self) -> u8 {
+            self.status
+        }
+        fn set_status(&mut self, s: u8) {
+            self.status = s;
+        }
+        fn max_queue_size(&mut self, _: u16) -> u16 {
+            256
+        }
+        fn queue_size_settable(&self) -> bool {
+            true
+        }
+        fn setup_queue(&mut self, _: u16, _: &Queue) -> Result<(), InitError> {
+            Ok(())
+        }
+        fn notify(&mut self, _: u16) {
+            self.notified += 1;
+        }
+        fn ack_interrupt(&mut self) -> u8 {
+            1
+        }
+        fn config_u8(&mut self, off: usize) -> u8 {
+            [2, 0, 0, 0, 0, 7, 1, 0][off.min(7)]
+        }
+    }
+
+    fn dev() -> VirtioNet {
+        let budget = Budget {
+            queue_cap: 64,
+            rx_buffers: 8,
+            tx_buffers: 4,
+        };
+        VirtioNet::new(
+            Box::new(Fake {
+                status: 0,
+                notified: 0,
+            }),
+            budget,
+        )
+        .unwrap()
+    }
+
+    /// Completes the oldest posted receive buffer with `len` bytes (header included).
+    fn deliver(d: &VirtioNet, len: u32) {
+        let rx = d.rx.borrow();
+        let ids = rx.queue.device_avail();
+        let n = rx.queue.in_flight();
+        let id = ids[ids.len() - n];
+        rx.queue.device_complete(u32::from(id), len);
+    }
+
+    #[test]
+    fn negotiates_reads_mac_and_posts_the_budgeted_buffers() {
+        let d = dev();
+        assert_eq!(d.mac(), [2, 0, 0, 0, 0, 7]);
+        assert!(d.link_up());
+        assert_eq!(
+            d.queue_sizes(),
+            (64, 64),
+            "the device offers 256, the budget caps at 64"
+        );
+        assert_eq!(d.rx_posted(), 8);
+        assert_eq!(d.hdr_len, 12);
+        assert!(d.transport.borrow_mut().status() & status::DRIVER_OK != 0);
+    }
+
+    #[test]
+    fn good_frames_arrive_and_their_buffer_is_reposted() {
+        let mut d = dev();
+        deliver(&d, 12 + 60);
+        let (rx, _tx) = d.receive().expect("a frame");
+        assert_eq!(rx.consume(|f| f.len()), 60);
+        assert_eq!(d.rx_posted(), 8, "reposted after consumption");
+        assert_eq!(d.stats().rx_frames, 1);
+        assert!(d.receive().is_none());
+    }
+
+    #[test]
+    fn impossible_lengths_runts_and_oversize_frames_are_counted_and_dropped() {
+        let mut d = dev();
+        deliver(&d, BUF_SIZE as u32 + 100); // beyond the buffer
+        deliver(&d, BUF_SIZE as u32); // fills the buffer: longer than 1514 bytes
+        deliver(&d, 12 + 5); // runt
+        deliver(&d, 3); // shorter than the header
+        deliver(&d, 12 + 64);
+        let (rx, _) = d.receive().expect("the good frame after the bad ones");
+        assert_eq!(rx.consume(|f| f.len()), 64);
+        let s = d.stats();
+        assert_eq!((s.rx_oversize, s.rx_runt, s.rx_frames), (2, 2, 1));
+        assert_eq!(d.rx_posted(), 8, "every buffer went back to the device");
+        d.rx.borrow().queue.device_complete(999, 10);
+        assert!(d.receive().is_none());
+        assert_eq!(d.stats().bad_descriptor, 1);
+    }
+
+    #[test]
+    fn transmit_tokens_only_when_there_is_room_and_completions_return_buffers() {
+        let mut d = dev();
+        for _ in 0..4 {
+            let t = d.transmit().expect("room");
+            t.consume(60, |b| b.fill(0xab));
+        }
+        assert!(
+            d.transmit().is_none(),
+            "four buffers in the budget, all in flight"
+        );
+        assert_eq!(d.stats().tx_frames, 4);
+        let ids = d.tx.borrow().queue.device_avail();
+        d.tx.borrow().queue.device_complete(u32::from(ids[0]), 0);
+        assert!(d.transmit().is_some(), "a completion frees a buffer");
+        let t = d.transmit().unwrap();
+        t.consume(5000, |_| ());
+        assert_eq!(
+            d.stats().tx_dropped,
+            1,
+            "a frame longer than 1514 bytes is dropped"
+        );
+    }
+}

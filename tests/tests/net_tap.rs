@@ -1,0 +1,98 @@
+//! Networking over a TAP device in a network namespace the test creates (needs root and
+//! iproute2, as in CI): static addressing, the same HTTP and echo checks with connects in a
+//! true burst, hostile frames from the host side, and the DHCP-less static fallback.
+
+use fata_tests::{Netns, site_dir};
+use std::time::Duration;
+
+const GUEST: &str = "10.77.0.2";
+const STATIC: [&str; 2] = ["ipv4=10.77.0.2/24", "gateway=10.77.0.1"];
+
+fn netclient(ns: &Netns, args: &[&str]) -> String {
+    let (ok, out) = ns.run(env!("CARGO_BIN_EXE_netclient"), args);
+    assert!(
+        ok && out.contains("ok"),
+        "netclient {}: {out}",
+        args.join(" ")
+    );
+    out
+}
+
+#[test]
+fn tap_static_address_serves_the_site_with_a_connect_burst_of_fifty() {
+    let ns = Netns::new("http", 1500);
+    let vm = ns.boot("http", 80, &STATIC);
+    vm.wait_for_line("net: static address 10.77.0.2/24", Duration::from_secs(1))
+        .unwrap();
+    let site = site_dir();
+    netclient(
+        &ns,
+        &["http", GUEST, "80", site.to_str().unwrap(), "200", "50"],
+    );
+}
+
+#[test]
+fn tap_echo_returns_one_mebibyte_intact() {
+    let ns = Netns::new("echo", 1500);
+    let _vm = ns.boot("echo", 7, &STATIC);
+    netclient(&ns, &["echo", GUEST, "7", &(1 << 20).to_string()]);
+}
+
+#[test]
+fn hostile_frames_and_a_syn_flood_are_counted_and_the_site_keeps_serving() {
+    let ns = Netns::new("hostile", 9000);
+    let _vm = ns.boot("http", 80, &STATIC);
+    let site = site_dir();
+    let script = xtask::root().join("tests/scripts/frames.py");
+    let (ok, out) = ns.run(
+        "python3",
+        &[script.to_str().unwrap(), "tap0", "52:54:00:12:34:56", GUEST],
+    );
+    assert!(ok, "frames.py: {out}");
+    assert!(out.contains("syn=2000"), "{out}");
+    // The guest keeps serving everything, with a burst of fifty connections.
+    netclient(
+        &ns,
+        &["http", GUEST, "80", site.to_str().unwrap(), "20", "50"],
+    );
+    let status = netclient(&ns, &["status", GUEST, "80"]);
+    let field = |name: &str| -> u64 {
+        let at = status
+            .find(&format!("\"{name}\":"))
+            .unwrap_or_else(|| panic!("{name} missing: {status}"));
+        status[at + name.len() + 3..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    // The 8000-byte frames never reach the guest: QEMU's virtio-net drops frames larger than
+    // a receive buffer when mergeable buffers are off. The driver's own check (a used length
+    // beyond the buffer, counted as rx_oversize) is covered by the virtio-net unit tests.
+    assert_eq!(field("bad_descriptors"), 0, "{status}");
+    assert!(
+        field("rx_frames") >= 2000,
+        "the flood did not arrive: {status}"
+    );
+    assert!(
+        field("pending_dropped") > 0,
+        "the SYN flood did not hit the pending cap: {status}"
+    );
+}
+
+#[test]
+fn without_a_dhcp_server_the_static_fallback_is_used_and_said_so() {
+    let ns = Netns::new("fallback", 1500);
+    let vm = ns.boot(
+        "echo",
+        7,
+        &["dhcp=true", "ipv4=10.77.0.2/24", "dhcp_timeout=1s"],
+    );
+    vm.wait_for_line(
+        "no DHCP answer within 1000 ms; falling back to the static address 10.77.0.2/24",
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    netclient(&ns, &["echo", GUEST, "7", "10000"]);
+}
