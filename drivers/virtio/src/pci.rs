@@ -234,15 +234,12 @@ impl PciTransport {
         if !force_legacy && let Some(t) = Self::modern(b, msix) {
             return Some(t);
         }
-        match b.bar(0)? {
-            // SAFETY: I/O BAR 0 of a virtio device is its legacy register block, used only here.
-            Bar::Io(port) => Some(PciTransport::Legacy {
-                bdf: b,
-                io: unsafe { Pio::new(port) },
-                msix,
-            }),
-            Bar::Mem(_) => None,
-        }
+        let Bar::Io(port) = b.bar(0)? else {
+            return None;
+        };
+        // SAFETY: I/O BAR 0 of a virtio device is its legacy register block, used only here.
+        let io = unsafe { Pio::new(port) };
+        Some(PciTransport::Legacy { bdf: b, io, msix })
     }
 
     fn modern(b: Bdf, msix: bool) -> Option<PciTransport> {
