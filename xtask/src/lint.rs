@@ -35,6 +35,8 @@ pub fn run() -> Result<()> {
         "--package",
         "fata",
         "--tests",
+        "--features",
+        "net",
         "--",
         "-D",
         "warnings",

@@ -189,6 +189,11 @@ fn real_main() -> Result<ExitCode> {
             let mut c = xtask::build::cargo();
             c.current_dir(xtask::root()).arg("test");
             cmd::run(&mut c, "the test suite")?;
+            // The runtime's networking keys only exist with its `net` feature.
+            let mut n = xtask::build::cargo();
+            n.current_dir(xtask::root())
+                .args(["test", "--package", "fata", "--features", "net"]);
+            cmd::run(&mut n, "the runtime's unit tests with networking")?;
             Ok(ExitCode::SUCCESS)
         }
         "bench" => {
