@@ -2,7 +2,7 @@
 //! process (release profile, through the same xtask library users run), boot it, and check
 //! the exit status *and* the console.
 
-pub mod client;
+pub use xtask::client;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -147,90 +147,11 @@ pub fn site_dir() -> std::path::PathBuf {
     xtask::root().join("examples/http/site")
 }
 
-/// A network namespace with a TAP device `tap0` (host side 10.77.0.1/24), removed on drop.
-/// Needs root and `ip` (iproute2).
-pub struct Netns {
-    /// The namespace's name.
-    pub name: String,
-}
+pub use xtask::netns::Netns;
 
-fn ip(args: &[&str]) {
-    let st = std::process::Command::new("ip")
-        .args(args)
-        .status()
-        .expect("running ip (iproute2)");
-    assert!(st.success(), "ip {} failed", args.join(" "));
-}
-
-impl Netns {
-    /// Creates `fata-<pid>-<tag>` with `tap0` up at 10.77.0.1/24 and MTU `mtu`.
-    pub fn new(tag: &str, mtu: u32) -> Netns {
-        let name = format!("fata-{}-{tag}", std::process::id());
-        // A namespace left over by an earlier, killed run.
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(std::process::Stdio::null())
-            .status();
-        ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"]);
-        ns.ip(&["link", "set", "tap0", "mtu", &mtu.to_string()]);
-        ns.ip(&["addr", "add", "10.77.0.1/24", "dev", "tap0"]);
-        ns.ip(&["link", "set", "tap0", "up"]);
-        ns
-    }
-
-    /// Runs `ip ARGS` inside the namespace.
-    pub fn ip(&self, args: &[&str]) {
-        let mut a = vec!["netns", "exec", &self.name, "ip"];
-        a.extend_from_slice(args);
-        ip(&a);
-    }
-
-    /// Runs a program inside the namespace; returns (success, stdout + stderr).
-    pub fn run(&self, program: &str, args: &[&str]) -> (bool, String) {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.name, program])
-            .args(args)
-            .output()
-            .expect("ip netns exec");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-
-    /// Boots `example` on microvm with its NIC on `tap0`, and waits for `fata: ready tcp/<port>`.
-    pub fn boot(&self, example: &str, port: u16, args: &[&str]) -> xtask::runner::Running {
-        let img = image(Target::Virtio, example);
-        let mut opts = BootOpts {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        };
-        opts.netns = Some(self.name.clone());
-        opts.qemu.net = Some(xtask::qemu::NetBackend::Tap {
-            ifname: "tap0".into(),
-        });
-        let vm =
-            xtask::runner::boot(&img, &opts).unwrap_or_else(|e| panic!("booting {example}: {e}"));
-        if let Err(e) = vm.wait_for_line(&format!("fata: ready tcp/{port}"), BOOT_TIMEOUT) {
-            let out = vm
-                .wait(Duration::from_secs(1))
-                .map(|o| o.console())
-                .unwrap_or_default();
-            panic!("{example} never became ready: {e}\n{out}");
-        }
-        vm
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+/// Boots `example` on microvm with its NIC on the namespace's `tap0`, and waits for
+/// `fata: ready tcp/<port>`.
+pub fn boot_in(ns: &Netns, example: &str, port: u16, args: &[&str]) -> xtask::runner::Running {
+    let img = image(Target::Virtio, example);
+    xtask::netns::boot_ready(ns, &img, port, args, BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -2,7 +2,7 @@
 //! iproute2, as in CI): static addressing, the same HTTP and echo checks with connects in a
 //! true burst, hostile frames from the host side, and the DHCP-less static fallback.
 
-use fata_tests::{Netns, site_dir};
+use fata_tests::{Netns, boot_in, site_dir};
 use std::time::Duration;
 
 const GUEST: &str = "10.77.0.2";
@@ -21,7 +21,7 @@ fn netclient(ns: &Netns, args: &[&str]) -> String {
 #[test]
 fn tap_static_address_serves_the_site_with_a_connect_burst_of_fifty() {
     let ns = Netns::new("http", 1500);
-    let vm = ns.boot("http", 80, &STATIC);
+    let vm = boot_in(&ns, "http", 80, &STATIC);
     vm.wait_for_line("net: static address 10.77.0.2/24", Duration::from_secs(1))
         .unwrap();
     let site = site_dir();
@@ -34,14 +34,14 @@ fn tap_static_address_serves_the_site_with_a_connect_burst_of_fifty() {
 #[test]
 fn tap_echo_returns_one_mebibyte_intact() {
     let ns = Netns::new("echo", 1500);
-    let _vm = ns.boot("echo", 7, &STATIC);
+    let _vm = boot_in(&ns, "echo", 7, &STATIC);
     netclient(&ns, &["echo", GUEST, "7", &(1 << 20).to_string()]);
 }
 
 #[test]
 fn hostile_frames_and_a_syn_flood_are_counted_and_the_site_keeps_serving() {
     let ns = Netns::new("hostile", 9000);
-    let _vm = ns.boot("http", 80, &STATIC);
+    let _vm = boot_in(&ns, "http", 80, &STATIC);
     let site = site_dir();
     let script = xtask::root().join("tests/scripts/frames.py");
     let (ok, out) = ns.run(
@@ -84,7 +84,8 @@ fn hostile_frames_and_a_syn_flood_are_counted_and_the_site_keeps_serving() {
 #[test]
 fn without_a_dhcp_server_the_static_fallback_is_used_and_said_so() {
     let ns = Netns::new("fallback", 1500);
-    let vm = ns.boot(
+    let vm = boot_in(
+        &ns,
         "echo",
         7,
         &["dhcp=true", "ipv4=10.77.0.2/24", "dhcp_timeout=1s"],

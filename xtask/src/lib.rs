@@ -11,9 +11,11 @@
 
 pub mod bench;
 pub mod build;
+pub mod client;
 pub mod cmd;
 pub mod elfcheck;
 pub mod lint;
+pub mod netns;
 pub mod qemu;
 pub mod runner;
 pub mod setup;

@@ -18,7 +18,7 @@ commands:
                         unit tests, QEMU and unix tests);
                         with --example: build, boot and require exit 0
   lint                  formatting and clippy only
-  bench alloc|boot      measure (allocators; image size and boot times)
+  bench alloc|boot|net  measure (allocators; image size and boot times; networking)
 
 options:
   --target virtio|unix  platform (default: virtio)

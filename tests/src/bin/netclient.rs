@@ -18,10 +18,17 @@ fn main() {
             true,
         ),
         ["echo", ip, port, len] => fata_tests::client::check_echo(addr(ip, port), len.parse().expect("BYTES")).map(|_| ()),
+        ["send", ip, port, len] => {
+            let len: usize = len.parse().expect("BYTES");
+            fata_tests::client::bulk_send(addr(ip, port), len)
+                .map(|d| println!("sent {len} bytes in {:.3} s: {:.1} MB/s", d.as_secs_f64(), len as f64 / d.as_secs_f64() / 1e6))
+        }
+        ["recv", ip, port] => fata_tests::client::bulk_recv(addr(ip, port))
+            .map(|(n, d)| println!("received {n} bytes in {:.3} s: {:.1} MB/s", d.as_secs_f64(), n as f64 / d.as_secs_f64() / 1e6)),
         ["status", ip, port] => fata_tests::client::get(addr(ip, port), "/status")
             .map(|r| println!("{}", String::from_utf8_lossy(&r.body)))
             .map_err(|e| e.to_string()),
-        _ => Err("usage: netclient http IP PORT SITE REQUESTS CONCURRENT | echo IP PORT BYTES | status IP PORT".into()),
+        _ => Err("usage: netclient http IP PORT SITE REQUESTS CONCURRENT | echo IP PORT BYTES | send IP PORT BYTES | recv IP PORT | status IP PORT".into()),
     };
     match r {
         Ok(()) => println!("ok"),

@@ -1,6 +1,6 @@
-//! Host-side network clients for the tests: a minimal HTTP/1.1 client (keep-alive aware) and
-//! an echo check. Also used by the `netclient` binary, which the TAP tests run inside a
-//! network namespace.
+//! Host-side network clients for the tests and benchmarks: a minimal HTTP/1.1 client
+//! (keep-alive aware), an echo check, and bulk transfers. Also used by the `netclient` binary
+//! (in `tests/`), which TAP tests and benchmarks run inside a network namespace.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -355,4 +355,49 @@ pub fn check_echo(addr: SocketAddr, len: usize) -> Result<Duration, String> {
         ));
     }
     Ok(t.elapsed())
+}
+
+/// Sends `len` bytes to a sink (the echo example with `mode=sink`), closes the sending side
+/// and waits for the guest to close; returns the time from connect to the guest's close.
+pub fn bulk_send(addr: SocketAddr, len: usize) -> Result<Duration, String> {
+    let t = std::time::Instant::now();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let chunk = vec![0x5au8; 65536];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n])
+            .map_err(|e| format!("write: {e}"))?;
+        left -= n;
+    }
+    s.shutdown(std::net::Shutdown::Write)
+        .map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)
+        .map_err(|e| format!("read: {e}"))?;
+    if reply.trim() != len.to_string() {
+        return Err(format!("the sink counted {reply:?} bytes, {len} were sent"));
+    }
+    Ok(t.elapsed())
+}
+
+/// Reads everything a source (the echo example with `mode=source`) sends; returns the byte
+/// count and the time from connect to end of stream.
+pub fn bulk_recv(addr: SocketAddr) -> Result<(usize, Duration), String> {
+    let t = std::time::Instant::now();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let mut b = vec![0u8; 65536];
+    let mut total = 0;
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) => return Err(format!("read after {total} bytes: {e}")),
+        }
+    }
+    Ok((total, t.elapsed()))
 }
