@@ -133,10 +133,8 @@ fn free_port() -> u16 {
 /// GET / until it answers 200 (the guest printed its ready line just before).
 fn first_200(addr: std::net::SocketAddr) -> Result<()> {
     for _ in 0..200 {
-        if let Ok(r) = crate::client::get(addr, "/") {
-            if r.status == 200 {
-                return Ok(());
-            }
+        if crate::client::get(addr, "/").is_ok_and(|r| r.status == 200) {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(2));
     }
