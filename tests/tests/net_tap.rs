@@ -97,3 +97,48 @@ fn without_a_dhcp_server_the_static_fallback_is_used_and_said_so() {
     .unwrap();
     netclient(&ns, &["echo", GUEST, "7", "10000"]);
 }
+
+#[test]
+fn udp_datagrams_are_echoed() {
+    let ns = Netns::new("udp", 1500);
+    let _vm = boot_in(&ns, "echo", 7, &STATIC);
+    netclient(&ns, &["udp", GUEST, "7", "200"]);
+}
+
+#[test]
+fn names_resolve_through_the_configured_dns_server() {
+    let ns = Netns::new("dns", 1500);
+    let script = xtask::root().join("tests/scripts/dns.py");
+    let mut server = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "python3",
+            script.to_str().unwrap(),
+            "10.77.0.1",
+            "fata.test",
+            "10.77.0.42",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let vm = boot_in(
+        &ns,
+        "echo",
+        7,
+        &[
+            "ipv4=10.77.0.2/24",
+            "gateway=10.77.0.1",
+            "dns=10.77.0.1",
+            "lookup=fata.test",
+        ],
+    );
+    let r = vm.wait_for_line(
+        "echo: fata.test resolves to [10.77.0.42]",
+        Duration::from_secs(10),
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    r.unwrap();
+}

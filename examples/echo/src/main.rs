@@ -1,4 +1,6 @@
-//! TCP echo server: every connection gets back what it sends, many clients at once.
+//! TCP and UDP echo server: every connection (and datagram) gets back what it sends, many
+//! clients at once; `mode=sink|source` turn it into a throughput target, `lookup=NAME`
+//! resolves a name at start-up.
 //! `cargo xtask run --example echo -p 7007:7` then `nc localhost 7007`.
 #![no_std]
 #![no_main]
@@ -18,6 +20,8 @@ fata::config! {
         mode: String = "echo",
         /// Bytes a `source` connection sends.
         bytes: u64 = 64 << 20,
+        /// A name to resolve with DNS at start-up (the result is printed); empty: none.
+        lookup: String = "",
     }
 }
 
@@ -64,6 +68,32 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
     let mode = rt.config().mode.as_str();
     if !matches!(mode, "echo" | "sink" | "source") {
         return Err(format!("mode must be echo, sink or source, not `{mode}`"));
+    }
+    // UDP echo on the same port number.
+    let udp = net
+        .bind_udp(rt.config().port)
+        .map_err(|e| format!("udp: {e}"))?;
+    fata::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+            let _ = udp.send_to(&buf[..n], from).await;
+        }
+    });
+    let name = rt.config().lookup.as_str();
+    if !name.is_empty() {
+        let net = net.clone();
+        fata::spawn(async move {
+            // Wait for an address (DHCP) before asking.
+            while net.address().is_none() {
+                fata::time::sleep(fata::time::Duration::from_millis(10)).await;
+            }
+            match fata::time::timeout(fata::time::Duration::from_secs(10), net.resolve(name)).await
+            {
+                Ok(Ok(addrs)) => fata::println!("echo: {name} resolves to {addrs:?}"),
+                Ok(Err(e)) => fata::println!("echo: cannot resolve {name}: {e}"),
+                Err(_) => fata::println!("echo: resolving {name} timed out"),
+            }
+        });
     }
     let listener = net
         .listen(rt.config().port)

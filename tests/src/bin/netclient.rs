@@ -25,10 +25,11 @@ fn main() {
         }
         ["recv", ip, port] => fata_tests::client::bulk_recv(addr(ip, port))
             .map(|(n, d)| println!("received {n} bytes in {:.3} s: {:.1} MB/s", d.as_secs_f64(), n as f64 / d.as_secs_f64() / 1e6)),
+        ["udp", ip, port, count] => udp_echo(addr(ip, port), count.parse().expect("COUNT")),
         ["status", ip, port] => fata_tests::client::get(addr(ip, port), "/status")
             .map(|r| println!("{}", String::from_utf8_lossy(&r.body)))
             .map_err(|e| e.to_string()),
-        _ => Err("usage: netclient http IP PORT SITE REQUESTS CONCURRENT | echo IP PORT BYTES | send IP PORT BYTES | recv IP PORT | status IP PORT".into()),
+        _ => Err("usage: netclient http IP PORT SITE REQUESTS CONCURRENT | echo IP PORT BYTES | send IP PORT BYTES | recv IP PORT | udp IP PORT COUNT | status IP PORT".into()),
     };
     match r {
         Ok(()) => println!("ok"),
@@ -37,4 +38,24 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// Sends `count` datagrams of different sizes to a UDP echo and checks each reply.
+fn udp_echo(addr: SocketAddr, count: usize) -> Result<(), String> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 2048];
+    for i in 0..count {
+        let msg: Vec<u8> = (0..(i * 37) % 1400 + 1).map(|j| (i + j) as u8).collect();
+        s.send_to(&msg, addr)
+            .map_err(|e| format!("send {i}: {e}"))?;
+        let (n, from) = s
+            .recv_from(&mut buf)
+            .map_err(|e| format!("reply {i}: {e}"))?;
+        if from != addr || buf[..n] != msg[..] {
+            return Err(format!("datagram {i}: wrong reply ({n} bytes from {from})"));
+        }
+    }
+    Ok(())
 }
