@@ -159,34 +159,22 @@ fn wrk(ns: &crate::netns::Netns, conns: u32) -> Result<String> {
     if !ok {
         bail!("wrk failed (install it with apt-get install wrk): {out}");
     }
-    let rps = out
-        .lines()
-        .find(|l| l.starts_with("Requests/sec"))
-        .unwrap_or("Requests/sec: ?")
-        .trim()
-        .to_string();
-    let p50 = out
-        .lines()
-        .find(|l| l.trim_start().starts_with("50%"))
-        .map(str::trim)
-        .unwrap_or("50% ?")
-        .to_string();
-    let p99 = out
-        .lines()
-        .find(|l| l.trim_start().starts_with("99%"))
-        .map(str::trim)
-        .unwrap_or("99% ?")
-        .to_string();
+    // The first line (trimmed) that starts with `prefix`, without the prefix.
+    let line = |prefix: &str| -> String {
+        out.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .map_or("?", |l| l[prefix.len()..].trim())
+            .to_string()
+    };
+    let rps = format!("Requests/sec: {}", line("Requests/sec:"));
+    let (p50, p99) = (line("50%"), line("99%"));
     let errors = out
         .lines()
         .find(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
         .map(str::trim)
         .unwrap_or("no errors");
-    Ok(format!(
-        "{rps}, latency p50 {} p99 {} ({errors})",
-        p50.trim_start_matches("50%").trim(),
-        p99.trim_start_matches("99%").trim()
-    ))
+    Ok(format!("{rps}, latency p50 {p50} p99 {p99} ({errors})"))
 }
 
 /// The figures of the networking issue: image size, launch -> first HTTP 200 (user-net and
