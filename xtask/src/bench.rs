@@ -7,18 +7,18 @@ use crate::target::Target;
 use crate::{Result, bail, cmd};
 use std::time::Duration;
 
-/// Runs the benchmark `which` (`alloc`, `boot`, `net` or `all`).
+/// Runs the component benchmark `which` (`alloc`, `boot`, `net`, or `parts` for all three).
 pub fn run(which: &str) -> Result<()> {
     match which {
         "alloc" => alloc(),
         "boot" => boot_figures(),
         "net" => net_figures(),
-        "all" => {
+        "parts" => {
             alloc()?;
             boot_figures()?;
             net_figures()
         }
-        other => bail!("unknown benchmark `{other}`; the benchmarks are: alloc, boot, net, all"),
+        other => bail!("unknown benchmark `{other}`; the benchmarks are: alloc, boot, net, parts"),
     }
 }
 

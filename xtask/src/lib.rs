@@ -11,10 +11,13 @@
 
 pub mod bench;
 pub mod build;
+pub mod cleanup;
 pub mod client;
 pub mod cmd;
+pub mod compare;
 pub mod elfcheck;
 pub mod lint;
+pub mod linux_guest;
 pub mod netns;
 pub mod qemu;
 pub mod runner;

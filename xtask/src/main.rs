@@ -18,7 +18,10 @@ commands:
                         unit tests, QEMU and unix tests);
                         with --example: build, boot and require exit 0
   lint                  formatting and clippy only
-  bench alloc|boot|net  measure (allocators; image size and boot times; networking)
+  bench                 fata against a Linux guest, side by side: table on the terminal and
+                        in docs/benchmarks.md (--quick: a smoke run; --only GROUP: one of
+                        size, boot, memory, wrk, bulk)
+  bench alloc|boot|net  the figures of single components (allocators; hello; networking)
 
 options:
   --target virtio|unix  platform (default: virtio)
@@ -44,6 +47,8 @@ struct Cli {
     memory: u32,
     timeout: Duration,
     forwards: Vec<(u16, u16)>,
+    quick: bool,
+    only: Option<String>,
     tap: Option<String>,
     nic: Vec<String>,
     args: Vec<String>,
@@ -61,6 +66,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
         memory: 64,
         timeout: Duration::from_secs(60),
         forwards: Vec::new(),
+        quick: false,
+        only: None,
         tap: None,
         nic: Vec::new(),
         args: Vec::new(),
@@ -97,6 +104,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
                 .forwards
                 .push(xtask::qemu::parse_forward(&value("-p")?)?),
             "--tap" => cli.tap = Some(value("--tap")?),
+            "--quick" => cli.quick = true,
+            "--only" => cli.only = Some(value("--only")?),
             "--nic" => cli.nic.push(value("--nic")?),
             "--" => {
                 cli.args = it.by_ref().collect();
@@ -197,7 +206,18 @@ fn real_main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         "bench" => {
-            xtask::bench::run(cli.sub.as_deref().unwrap_or("all")).map(|_| ExitCode::SUCCESS)
+            xtask::cleanup::install();
+            match cli.sub.as_deref() {
+                None => {
+                    xtask::setup::ensure_tools(&["wrk"])?;
+                    let opts = xtask::compare::CompareOpts {
+                        quick: cli.quick,
+                        only: cli.only.clone(),
+                    };
+                    xtask::compare::run(&opts).map(|_| ExitCode::SUCCESS)
+                }
+                Some(which) => xtask::bench::run(which).map(|_| ExitCode::SUCCESS),
+            }
         }
         other => bail!("unknown command `{other}`\n\n{HELP}"),
     }

@@ -32,6 +32,7 @@ impl Netns {
             .stderr(std::process::Stdio::null())
             .status();
         ip(&["netns", "add", &name]);
+        crate::cleanup::add_netns(&name);
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
         ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"]);
@@ -69,6 +70,7 @@ impl Drop for Netns {
         let _ = std::process::Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+        crate::cleanup::remove_netns(&self.name);
     }
 }
 

@@ -23,6 +23,11 @@ pub struct QemuOpts {
     /// Attach `isa-debug-exit`, which carries the exit code (without it the guest can only
     /// power off or reset, and the code is lost).
     pub debug_exit: bool,
+    /// Replaces the `-M` value (for guests that need other machine options, such as the Linux
+    /// baseline, which needs microvm's option ROMs and ACPI).
+    pub machine_args: Option<String>,
+    /// An initial ramdisk (`-initrd`), for Linux guests.
+    pub initrd: Option<std::path::PathBuf>,
     /// The network card's backend, if the machine has one.
     pub net: Option<NetBackend>,
     /// Extra properties of the network card (`rx_queue_size=1024`, `disable-modern=on`, ...).
@@ -69,6 +74,8 @@ impl Default for QemuOpts {
             machine: Machine::Microvm,
             memory_mib: 64,
             debug_exit: true,
+            machine_args: None,
+            initrd: None,
             net: None,
             nic_props: Vec::new(),
             extra: Vec::new(),
@@ -94,13 +101,17 @@ pub fn find_in(path: impl AsRef<std::ffi::OsStr>) -> Result<PathBuf> {
 /// The command that boots `image` with `cmdline`.
 pub fn command(image: &Path, cmdline: &str, o: &QemuOpts) -> Result<Command> {
     let mut c = Command::new(find()?);
-    c.args(["-M", o.machine.qemu_arg(), "-accel", "tcg", "-cpu", "max"])
+    let machine = o.machine_args.as_deref().unwrap_or(o.machine.qemu_arg());
+    c.args(["-M", machine, "-accel", "tcg", "-cpu", "max"])
         .args(["-m", &format!("{}M", o.memory_mib)])
         .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
         .args(["-serial", "stdio"])
         .arg("-kernel")
         .arg(image)
         .args(["-append", cmdline]);
+    if let Some(initrd) = &o.initrd {
+        c.arg("-initrd").arg(initrd);
+    }
     if let Some(net) = &o.net {
         let backend = match net {
             NetBackend::User { forwards } => {

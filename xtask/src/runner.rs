@@ -137,6 +137,7 @@ pub fn boot(image: &Image, opts: &BootOpts) -> Result<Running> {
     let mut child = c
         .spawn()
         .map_err(|e| Error(format!("cannot start {:?}: {e}", c.get_program())))?;
+    crate::cleanup::add_pid(child.id());
     let console = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
     let stderr = Arc::new(Mutex::new(String::new()));
     let out = child.stdout.take().expect("piped");
@@ -221,6 +222,7 @@ impl Running {
     /// Waits for the image to end (killing it after `timeout`) and collects everything.
     pub fn wait(mut self, timeout: Duration) -> Result<Outcome> {
         let mut child = self.child.take().expect("not yet waited");
+        let pid = child.id();
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(s) = child.try_wait()? {
@@ -234,6 +236,7 @@ impl Running {
             std::thread::sleep(Duration::from_millis(2));
         };
         let elapsed = self.started.elapsed();
+        crate::cleanup::remove_pid(pid);
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
@@ -267,6 +270,7 @@ impl Drop for Running {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            crate::cleanup::remove_pid(c.id());
         }
     }
 }

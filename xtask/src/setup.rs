@@ -44,3 +44,33 @@ pub fn ensure_qemu() -> Result<()> {
     )?;
     qemu::find().map(|_| ())
 }
+
+/// Makes sure the Debian packages providing `programs` are installed (apt-get, as root).
+pub fn ensure_tools(programs: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| cmd::which(p).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() || cmd::which("apt-get").is_none() {
+        bail!(
+            "missing: {}. Install with: sudo apt-get install -y {}",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    cmd::run(
+        Command::new("apt-get").arg("update").arg("-q"),
+        "apt-get update",
+    )?;
+    cmd::run(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q"])
+            .args(&missing),
+        "installing tools",
+    )
+}

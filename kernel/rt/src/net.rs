@@ -84,7 +84,8 @@ impl fmt::Display for Unavailable {
 }
 
 fn announce(port: u16) {
-    crate::println!("fata: ready tcp/{port}");
+    let ms = Instant::now().as_nanos() as f64 / 1e6;
+    crate::println!("fata: ready tcp/{port} after {ms:.1} ms");
 }
 
 fn now_ms() -> u64 {

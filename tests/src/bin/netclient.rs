@@ -25,11 +25,21 @@ fn main() {
         }
         ["recv", ip, port] => fata_tests::client::bulk_recv(addr(ip, port))
             .map(|(n, d)| println!("received {n} bytes in {:.3} s: {:.1} MB/s", d.as_secs_f64(), n as f64 / d.as_secs_f64() / 1e6)),
+        ["wait", ip, port, secs] => {
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(secs.parse().expect("SECONDS"));
+            loop {
+                match fata_tests::client::get(addr(ip, port), "/") {
+                    Ok(_) => break Ok(()),
+                    Err(e) if std::time::Instant::now() >= end => break Err(format!("no HTTP answer: {e}")),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        }
         ["udp", ip, port, count] => udp_echo(addr(ip, port), count.parse().expect("COUNT")),
         ["status", ip, port] => fata_tests::client::get(addr(ip, port), "/status")
             .map(|r| println!("{}", String::from_utf8_lossy(&r.body)))
             .map_err(|e| e.to_string()),
-        _ => Err("usage: netclient http IP PORT SITE REQUESTS CONCURRENT | echo IP PORT BYTES | send IP PORT BYTES | recv IP PORT | udp IP PORT COUNT | status IP PORT".into()),
+        _ => Err("usage: netclient http IP PORT SITE REQUESTS CONCURRENT | echo IP PORT BYTES | send IP PORT BYTES | recv IP PORT | udp IP PORT COUNT | wait IP PORT SECONDS | status IP PORT".into()),
     };
     match r {
         Ok(()) => println!("ok"),

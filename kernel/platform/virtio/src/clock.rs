@@ -81,6 +81,12 @@ fn cpuid_hz() -> Option<u64> {
     None
 }
 
+/// Makes "now" the zero of the monotonic clock (call first thing at boot, so guest-side
+/// times include the boot itself).
+pub(crate) fn mark_boot() {
+    TSC0.store(rdtsc(), Ordering::Relaxed);
+}
+
 /// Calibrates the TSC; returns its frequency and where it came from.
 pub(crate) fn init() -> (u64, Source) {
     let (hz, src) = match pit_measure() {
@@ -96,7 +102,6 @@ pub(crate) fn init() -> (u64, Source) {
         Ordering::Relaxed,
     );
     TSC_HZ.store(hz, Ordering::Relaxed);
-    TSC0.store(rdtsc(), Ordering::Relaxed);
     if let Some(secs) = rtc_unix_seconds() {
         WALL_AT_ZERO.store(secs * 1_000_000_000, Ordering::Relaxed);
         HAVE_WALL.store(true, Ordering::Relaxed);

@@ -32,6 +32,7 @@ fn fail(code: ExitCode, args: core::fmt::Arguments<'_>) -> ! {
 /// Called by the boot code in long mode on the boot stack, with the start info address.
 #[unsafe(no_mangle)]
 extern "C" fn fata_platform_entry(start_info_paddr: u32) -> ! {
+    clock::mark_boot();
     UART.init();
     fata_boot::trap::install(fata_boot::trap::Hooks {
         console: |b| UART.write(b),
