@@ -72,59 +72,107 @@ pub fn build(opts: &BuildOpts) -> Result<Image> {
             known.join(", ")
         );
     }
-    let tdir = opts.target.target_dir(&root);
+    let manifest = root.join("examples").join(&opts.example).join("Cargo.toml");
+    build_app(
+        &manifest,
+        &opts.example,
+        opts.target,
+        opts.release,
+        &opts.target.target_dir(&root),
+    )
+}
+
+/// Builds the application at `manifest` (outside `examples/`) for `target` (see
+/// [`crate::check::target_dir_for`] for where).
+pub fn build_manifest(manifest: &Path, target: Target, release: bool) -> Result<Image> {
+    let (package, _) = crate::check::package_of(manifest)?;
+    let tdir = crate::root()
+        .join("target/check")
+        .join(&package)
+        .join(target.name());
+    build_app(manifest, &package, target, release, &tdir)
+}
+
+fn build_app(
+    manifest: &Path,
+    package: &str,
+    target: Target,
+    release: bool,
+    tdir: &Path,
+) -> Result<Image> {
     let mut c = cargo();
-    c.current_dir(&root);
-    let profile = if opts.release { "release" } else { "debug" };
-    if opts.target.bare_metal() {
-        let stubs = tdir.join("stubs");
-        stub_libs(&stubs)?;
+    c.current_dir(crate::root());
+    let profile = if release { "release" } else { "debug" };
+    if target.bare_metal() {
+        stub_libs(&tdir.join("stubs"))?;
         c.arg("rustc");
     } else {
         c.arg("build");
     }
-    c.args([
-        "--package",
-        &opts.example,
-        "--bin",
-        &opts.example,
-        "--target",
-        TRIPLE,
-    ])
-    .arg("--target-dir")
-    .arg(&tdir)
-    .args(["--features", opts.target.feature()]);
-    if opts.release {
+    c.arg("--manifest-path")
+        .arg(manifest)
+        .args(["--package", package, "--bin", package, "--target", TRIPLE])
+        .arg("--target-dir")
+        .arg(tdir)
+        .args(["--features", target.feature()]);
+    if release {
         c.arg("--release");
     }
-    if opts.target.bare_metal() {
+    let what = format!("building `{package}` for {}", target.name());
+    if target.bare_metal() {
         c.arg("--");
-        for a in opts.target.link_args(&root, &tdir.join("stubs")) {
+        for a in target.link_args(&crate::root(), &tdir.join("stubs")) {
             c.arg("-C").arg(format!("link-arg={a}"));
         }
+        // Bare-metal builds keep the compiler's output: if the build fails because a dependency
+        // needs the host OS, the explanation replaces the wall of compiler and linker errors.
+        cmd::echo(&c);
+        let out = c.output()?;
+        if !out.status.success() {
+            let raw = String::from_utf8_lossy(&out.stderr).into_owned();
+            return Err(explain(manifest, target, &what, &raw));
+        }
+    } else {
+        cmd::run(&mut c, &what)?;
     }
-    cmd::run(
-        &mut c,
-        &format!("building `{}` for {}", opts.example, opts.target.name()),
-    )?;
-    let path = tdir.join(TRIPLE).join(profile).join(&opts.example);
+    let path = tdir.join(TRIPLE).join(profile).join(package);
     if !path.is_file() {
         bail!("cargo succeeded but {} is missing", path.display());
     }
-    if opts.target.bare_metal() {
+    if target.bare_metal() {
         let report = elfcheck::check(&path)?;
         if !report.problems.is_empty() {
             let mut msg = format!("{} is not a valid fata image:", path.display());
             for p in &report.problems {
                 msg.push_str(&format!("\n  - {p}"));
             }
-            return Err(Error(msg));
+            return Err(explain(manifest, target, &msg, ""));
         }
     }
-    Ok(Image {
-        target: opts.target,
-        path,
-    })
+    Ok(Image { target, path })
+}
+
+/// Turns a failed bare-metal build into the dependency analysis of `cargo xtask check`, or,
+/// when that finds nothing, the compiler's own output.
+fn explain(manifest: &Path, target: Target, what: &str, raw: &str) -> Error {
+    let opts = crate::check::CheckOpts {
+        manifest: manifest.to_path_buf(),
+        verbose: false,
+    };
+    match crate::check::check_target(&opts, target) {
+        Ok(r) if !r.findings.is_empty() => Error(format!(
+            "{what} failed: a dependency needs the host OS\n{}",
+            crate::check::render(&[r], false)
+        )),
+        _ => Error(format!(
+            "{what} failed:\n{}",
+            if raw.is_empty() {
+                "(no compiler output)"
+            } else {
+                raw
+            }
+        )),
+    }
 }
 
 /// Size in bytes of the image with symbols and debug information stripped.

@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod check;
 pub mod cleanup;
 pub mod client;
 pub mod cmd;

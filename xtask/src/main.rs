@@ -18,6 +18,9 @@ commands:
                         unit tests, QEMU and unix tests);
                         with --example: build, boot and require exit 0
   lint                  formatting and clippy only
+  check                 can the app run on every target? Names the dependency that needs
+                        the host OS, what it uses and the path to it (--example NAME or
+                        --manifest-path PATH; --verbose for the raw compiler output)
   bench                 fata against a Linux guest, side by side: table on the terminal and
                         in docs/benchmarks.md (--quick: a smoke run; --only GROUP: one of
                         size, boot, memory, wrk, bulk)
@@ -49,6 +52,8 @@ struct Cli {
     forwards: Vec<(u16, u16)>,
     quick: bool,
     only: Option<String>,
+    manifest: Option<std::path::PathBuf>,
+    verbose: bool,
     tap: Option<String>,
     nic: Vec<String>,
     args: Vec<String>,
@@ -68,6 +73,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
         forwards: Vec::new(),
         quick: false,
         only: None,
+        manifest: None,
+        verbose: false,
         tap: None,
         nic: Vec::new(),
         args: Vec::new(),
@@ -105,6 +112,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
                 .push(xtask::qemu::parse_forward(&value("-p")?)?),
             "--tap" => cli.tap = Some(value("--tap")?),
             "--quick" => cli.quick = true,
+            "--manifest-path" => cli.manifest = Some(value("--manifest-path")?.into()),
+            "--verbose" | "-v" => cli.verbose = true,
             "--only" => cli.only = Some(value("--only")?),
             "--nic" => cli.nic.push(value("--nic")?),
             "--" => {
@@ -122,6 +131,11 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
 }
 
 fn do_build(cli: &Cli) -> Result<xtask::build::Image> {
+    if let Some(m) = &cli.manifest {
+        let img = xtask::build::build_manifest(m, cli.target, cli.release)?;
+        eprintln!("xtask: image {}", img.path.display());
+        return Ok(img);
+    }
     let img = build(&BuildOpts {
         target: cli.target,
         example: cli.example.clone(),
@@ -192,6 +206,29 @@ fn real_main() -> Result<ExitCode> {
         "run" => do_run(&cli, false),
         "test" if !cli.example.is_empty() => do_run(&cli, true),
         "lint" => xtask::lint::run().map(|_| ExitCode::SUCCESS),
+        "check" => {
+            let manifest = match &cli.manifest {
+                Some(m) => m.clone(),
+                None => {
+                    let root = xtask::root();
+                    if !xtask::build::examples(&root).contains(&cli.example) {
+                        bail!("unknown example `{}`", cli.example);
+                    }
+                    root.join("examples").join(&cli.example).join("Cargo.toml")
+                }
+            };
+            let opts = xtask::check::CheckOpts {
+                manifest,
+                verbose: cli.verbose,
+            };
+            let reports = xtask::check::check(&opts)?;
+            print!("{}", xtask::check::render(&reports, cli.verbose));
+            Ok(if reports.iter().all(|r| r.ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         "test" => {
             xtask::setup::ensure_qemu()?;
             xtask::lint::run()?;
