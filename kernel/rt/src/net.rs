@@ -51,9 +51,39 @@ impl Value for Dhcp {
     }
 }
 
+/// The `net` key: which network the stack runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetSelect {
+    /// The platform's default: the hypervisor's network card (`service0`).
+    Device,
+    /// A Linux TAP device (`unix`): `tap:NAME`.
+    Tap(alloc::string::String),
+}
+
+impl Value for NetSelect {
+    const TYPE: &'static str = "device|tap:NAME";
+    fn parse(s: &str) -> Result<Self, &'static str> {
+        match s {
+            "device" => Ok(NetSelect::Device),
+            _ => match s.strip_prefix("tap:") {
+                Some(n) if !n.is_empty() && n.len() < 16 => Ok(NetSelect::Tap(n.into())),
+                _ => Err("expected device or tap:NAME (an interface name of 1 to 15 characters)"),
+            },
+        }
+    }
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetSelect::Device => f.write_str("device"),
+            NetSelect::Tap(n) => write!(f, "tap:{n}"),
+        }
+    }
+}
+
 crate::config! {
     /// Network keys, present in every image built with the `net` feature.
     pub struct NetKeys {
+        /// Which network: device (the hypervisor's card) or tap:NAME (unix: a TAP device).
+        net: NetSelect = NetSelect::Device,
         /// auto: DHCP unless ipv4 is set; true: DHCP, ipv4 is the fallback; false: static.
         dhcp: Dhcp = Dhcp(DhcpMode::Auto),
         /// Static address with prefix length, e.g. 10.0.0.2/24.
@@ -94,8 +124,11 @@ fn now_ms() -> u64 {
 
 /// Opens `service0` and starts the stack's runner task.
 pub(crate) fn start(keys: &NetKeys) -> Result<Stack, Unavailable> {
-    let (dev, events) =
-        Plat::open_net("service0").map_err(|e| Unavailable(alloc::format!("{e}")))?;
+    let name = match &keys.net {
+        NetSelect::Device => "service0",
+        NetSelect::Tap(n) => n.as_str(),
+    };
+    let (dev, events) = Plat::open_net(name).map_err(|e| Unavailable(alloc::format!("{e}")))?;
     let cfg = NetConfig {
         dhcp: keys.dhcp.0,
         ipv4: keys.ipv4.map(|n| (n.addr, n.prefix)),

@@ -11,6 +11,28 @@
 #[cfg(not(test))]
 use fata_hal::BootInfo;
 use fata_hal::{Events, ExitCode, Nanos, Platform};
+use std::sync::Mutex;
+
+pub mod tap;
+
+/// File descriptors `wait` polls for readability, with the event bit each reports.
+static POLL_FDS: Mutex<Vec<(std::os::fd::RawFd, u64)>> = Mutex::new(Vec::new());
+
+/// Adds a descriptor to `wait`'s poll set.
+pub(crate) fn register_fd(fd: std::os::fd::RawFd, event: u64) {
+    POLL_FDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((fd, event));
+}
+
+/// Removes a descriptor from `wait`'s poll set.
+pub(crate) fn unregister_fd(fd: std::os::fd::RawFd) {
+    POLL_FDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|&(f, _)| f != fd);
+}
 use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -26,12 +48,17 @@ fn start() -> Instant {
 
 impl Platform for Unix {
     const NAME: &'static str = "unix";
-    type Net = fata_hal::net::NoNet;
+    type Net = tap::TapDevice;
 
-    fn open_net(_: &str) -> Result<(Self::Net, Events), fata_hal::net::OpenError> {
-        Err(fata_hal::net::OpenError::NotFound(
-            "the unix platform has no network device yet (TAP and host sockets are planned)",
-        ))
+    /// Opens the TAP device `name` (`service0`, the hypervisor's first NIC, does not exist
+    /// in a process: the runtime asks for a TAP device by name, `net=tap:NAME`).
+    fn open_net(name: &str) -> Result<(Self::Net, Events), fata_hal::net::OpenError> {
+        if name == "service0" {
+            return Err(fata_hal::net::OpenError::NotFound(
+                "a process has no hypervisor network card: use net=tap:NAME or net=socket",
+            ));
+        }
+        tap::TapDevice::open(name).map(|d| (d, Events(tap::TAP_EVENT)))
     }
 
     fn console_write(bytes: &[u8]) {
@@ -52,6 +79,16 @@ impl Platform for Unix {
     }
 
     fn wait(deadline: Option<Nanos>) -> Events {
+        let watched: Vec<(std::os::fd::RawFd, u64)> =
+            POLL_FDS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut fds: Vec<libc::pollfd> = watched
+            .iter()
+            .map(|&(fd, _)| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
         let timeout = deadline.map(|d| {
             let left = d.saturating_sub(Self::monotonic_ns());
             libc::timespec {
@@ -62,11 +99,27 @@ impl Platform for Unix {
         let ts = timeout
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: no descriptors are passed (null array, count 0); `ts` is null or points
-        // to a timespec that lives until the call returns; the signal mask pointer is null.
-        // EINTR simply ends the wait early, which the contract allows.
-        unsafe { libc::ppoll(std::ptr::null_mut(), 0, ts, std::ptr::null()) };
-        Events::NONE
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd entries for the call; `ts` is null
+        // or points to a timespec that lives until the call returns; the signal mask pointer is
+        // null. EINTR simply ends the wait early, which the contract allows.
+        let n = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                ts,
+                std::ptr::null(),
+            )
+        };
+        if n <= 0 {
+            return Events::NONE;
+        }
+        let mut ev = 0;
+        for (p, &(_, bit)) in fds.iter().zip(&watched) {
+            if p.revents != 0 {
+                ev |= bit;
+            }
+        }
+        Events(ev)
     }
 
     fn exit(code: ExitCode) -> ! {
