@@ -53,6 +53,14 @@ pub enum NetError {
     Exhausted,
     /// A datagram is larger than the socket's buffer.
     TooLarge,
+    /// The address is not available on this host (socket mode).
+    AddrNotAvailable,
+    /// Not allowed, e.g. a port below 1024 without privileges (socket mode).
+    PermissionDenied,
+    /// The platform cannot do this (no network of that kind).
+    Unsupported,
+    /// Another operating-system error, by `errno` (socket mode).
+    Os(i32),
 }
 
 impl fmt::Display for NetError {
@@ -67,6 +75,12 @@ impl fmt::Display for NetError {
             NetError::NoDnsServer => f.write_str("no DNS server configured"),
             NetError::Exhausted => f.write_str("too many sockets or queries"),
             NetError::TooLarge => f.write_str("datagram too large"),
+            NetError::AddrNotAvailable => f.write_str("address not available on this host"),
+            NetError::PermissionDenied => {
+                f.write_str("permission denied (ports below 1024 need privileges)")
+            }
+            NetError::Unsupported => f.write_str("not supported on this platform"),
+            NetError::Os(e) => write!(f, "operating-system error {e}"),
         }
     }
 }

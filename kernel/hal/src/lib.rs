@@ -17,6 +17,7 @@ pub mod exit;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
 pub mod net;
+pub mod sockets;
 
 pub use boot::{BootInfo, MemoryRegion};
 pub use exit::ExitCode;
@@ -57,6 +58,9 @@ pub trait Platform: 'static {
     /// Acquires the network device `name` (`service0` is the first NIC; devices are acquired
     /// once). Returns the device and the [`Events`] bits [`Platform::wait`] reports for it.
     fn open_net(name: &str) -> Result<(Self::Net, Events), net::OpenError>;
+
+    /// The platform's own sockets, for hosted platforms (`sockets::NoSockets` elsewhere).
+    type Sockets: sockets::HostSockets;
 
     /// Whether a boot argument key belongs to the platform (for instance the
     /// `virtio_mmio.device=` entries that QEMU appends on microvm) rather than to the

@@ -38,6 +38,7 @@ impl MockPlatform {
 impl Platform for MockPlatform {
     const NAME: &'static str = "mock";
     type Net = crate::net::NoNet;
+    type Sockets = crate::sockets::NoSockets;
 
     fn open_net(_: &str) -> Result<(crate::net::NoNet, Events), crate::net::OpenError> {
         Err(crate::net::OpenError::NotFound(

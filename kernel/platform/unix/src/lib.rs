@@ -13,6 +13,7 @@ use fata_hal::BootInfo;
 use fata_hal::{Events, ExitCode, Nanos, Platform};
 use std::sync::Mutex;
 
+pub mod sockets;
 pub mod tap;
 
 /// File descriptors `wait` polls for readability, with the event bit each reports.
@@ -49,6 +50,7 @@ fn start() -> Instant {
 impl Platform for Unix {
     const NAME: &'static str = "unix";
     type Net = tap::TapDevice;
+    type Sockets = sockets::Host;
 
     /// Opens the TAP device `name` (`service0`, the hypervisor's first NIC, does not exist
     /// in a process: the runtime asks for a TAP device by name, `net=tap:NAME`).
@@ -79,8 +81,10 @@ impl Platform for Unix {
     }
 
     fn wait(deadline: Option<Nanos>) -> Events {
+        // The TAP device (its event bit) and the host sockets tasks wait on (their wakers).
         let watched: Vec<(std::os::fd::RawFd, u64)> =
             POLL_FDS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sockets = sockets::poll_set();
         let mut fds: Vec<libc::pollfd> = watched
             .iter()
             .map(|&(fd, _)| libc::pollfd {
@@ -88,6 +92,11 @@ impl Platform for Unix {
                 events: libc::POLLIN,
                 revents: 0,
             })
+            .chain(sockets.iter().map(|&(fd, events)| libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            }))
             .collect();
         let timeout = deadline.map(|d| {
             let left = d.saturating_sub(Self::monotonic_ns());
@@ -117,6 +126,11 @@ impl Platform for Unix {
         for (p, &(_, bit)) in fds.iter().zip(&watched) {
             if p.revents != 0 {
                 ev |= bit;
+            }
+        }
+        for p in &fds[watched.len()..] {
+            if p.revents != 0 {
+                sockets::ready(p.fd, p.revents);
             }
         }
         Events(ev)

@@ -35,6 +35,7 @@ pub struct Virtio;
 impl Platform for Virtio {
     const NAME: &'static str = "virtio";
     type Net = fata_virtio::net::VirtioNet;
+    type Sockets = fata_hal::sockets::NoSockets;
 
     fn open_net(name: &str) -> Result<(Self::Net, Events), fata_hal::net::OpenError> {
         devices::open_net(name)

@@ -1,0 +1,242 @@
+//! Socket mode (`net=socket`): fata's TCP/UDP API over the host's own sockets, rootless.
+//!
+//! Every socket is non-blocking. An operation that would block registers its descriptor, the
+//! readiness it waits for and the task's waker with the reactor; `wait` adds those descriptors
+//! to its `ppoll` set and wakes the tasks whose sockets became ready.
+
+use fata_hal::sockets::{HostSockets, SockError};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{
+    Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
+};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+/// Descriptors tasks wait on: (fd, poll events, waker).
+static WAITERS: Mutex<Vec<(RawFd, i16, Waker)>> = Mutex::new(Vec::new());
+
+fn register(fd: RawFd, events: i16, w: &Waker) {
+    let mut v = WAITERS.lock().unwrap_or_else(|e| e.into_inner());
+    if !v
+        .iter()
+        .any(|(f, e, old)| *f == fd && *e == events && old.will_wake(w))
+    {
+        v.push((fd, events, w.clone()));
+    }
+}
+
+/// The descriptors to poll for waiting tasks.
+pub(crate) fn poll_set() -> Vec<(RawFd, i16)> {
+    WAITERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(f, e, _)| (*f, *e))
+        .collect()
+}
+
+/// Wakes (and forgets) the tasks waiting on `fd` for any of `revents`.
+pub(crate) fn ready(fd: RawFd, revents: i16) {
+    let mut woken = Vec::new();
+    WAITERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(f, e, w)| {
+            // Errors and hang-ups wake every waiter of the descriptor.
+            if *f == fd && (revents & (*e | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0) {
+                woken.push(w.clone());
+                false
+            } else {
+                true
+            }
+        });
+    for w in woken {
+        w.wake();
+    }
+}
+
+fn forget(fd: RawFd) {
+    WAITERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(f, _, _)| *f != fd);
+}
+
+fn err(e: std::io::Error) -> SockError {
+    match e.kind() {
+        ErrorKind::AddrInUse => SockError::AddrInUse,
+        ErrorKind::AddrNotAvailable => SockError::AddrNotAvailable,
+        ErrorKind::PermissionDenied => SockError::PermissionDenied,
+        ErrorKind::ConnectionRefused
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted => SockError::Reset,
+        ErrorKind::BrokenPipe | ErrorKind::NotConnected => SockError::Closed,
+        _ => SockError::Os(e.raw_os_error().unwrap_or(0)),
+    }
+}
+
+fn v4(a: SocketAddr) -> SocketAddrV4 {
+    match a {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(_) => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+    }
+}
+
+/// A socket that leaves the reactor when dropped.
+pub struct Sock<T: AsRawFd>(T);
+
+impl<T: AsRawFd> Drop for Sock<T> {
+    fn drop(&mut self) {
+        forget(self.0.as_raw_fd());
+    }
+}
+
+/// The host's sockets.
+pub struct Host;
+
+impl HostSockets for Host {
+    const AVAILABLE: bool = true;
+    type Listener = Sock<TcpListener>;
+    type Stream = Sock<TcpStream>;
+    type Udp = Sock<UdpSocket>;
+
+    fn listen(port: u16) -> Result<Self::Listener, SockError> {
+        let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).map_err(err)?;
+        l.set_nonblocking(true).map_err(err)?;
+        Ok(Sock(l))
+    }
+
+    fn poll_accept(
+        l: &Self::Listener,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(Self::Stream, SocketAddrV4), SockError>> {
+        match l.0.accept() {
+            Ok((s, peer)) => {
+                let _ = s.set_nonblocking(true);
+                let _ = s.set_nodelay(true);
+                Poll::Ready(Ok((Sock(s), v4(peer))))
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                register(l.0.as_raw_fd(), libc::POLLIN, cx.waker());
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(err(e))),
+        }
+    }
+
+    fn connect(addr: SocketAddrV4) -> Result<Self::Stream, SockError> {
+        // A blocking connect (bounded): the executor waits for it, which is acceptable for a
+        // development target and keeps this module free of raw socket calls.
+        let s =
+            TcpStream::connect_timeout(&SocketAddr::V4(addr), std::time::Duration::from_secs(10))
+                .map_err(err)?;
+        s.set_nonblocking(true).map_err(err)?;
+        let _ = s.set_nodelay(true);
+        Ok(Sock(s))
+    }
+
+    fn poll_connected(_: &Self::Stream, _: &mut Context<'_>) -> Poll<Result<(), SockError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_read(
+        s: &Self::Stream,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, SockError>> {
+        match (&s.0).read(buf) {
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                register(s.0.as_raw_fd(), libc::POLLIN, cx.waker());
+                Poll::Pending
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(err(e))),
+        }
+    }
+
+    fn poll_write(
+        s: &Self::Stream,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<Result<usize, SockError>> {
+        match (&s.0).write(buf) {
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                register(s.0.as_raw_fd(), libc::POLLOUT, cx.waker());
+                Poll::Pending
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(err(e))),
+        }
+    }
+
+    fn shutdown(s: &Self::Stream) {
+        let _ = s.0.shutdown(Shutdown::Write);
+    }
+
+    fn peer(s: &Self::Stream) -> Option<SocketAddrV4> {
+        s.0.peer_addr().ok().map(v4)
+    }
+
+    fn udp_bind(port: u16) -> Result<Self::Udp, SockError> {
+        let u = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).map_err(err)?;
+        u.set_nonblocking(true).map_err(err)?;
+        Ok(Sock(u))
+    }
+
+    fn poll_send_to(
+        u: &Self::Udp,
+        cx: &mut Context<'_>,
+        data: &[u8],
+        to: SocketAddrV4,
+    ) -> Poll<Result<(), SockError>> {
+        match u.0.send_to(data, to) {
+            Ok(_) => Poll::Ready(Ok(())),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                register(u.0.as_raw_fd(), libc::POLLOUT, cx.waker());
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(err(e))),
+        }
+    }
+
+    fn poll_recv_from(
+        u: &Self::Udp,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<(usize, SocketAddrV4), SockError>> {
+        match u.0.recv_from(buf) {
+            Ok((n, from)) => Poll::Ready(Ok((n, v4(from)))),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                register(u.0.as_raw_fd(), libc::POLLIN, cx.waker());
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(err(e))),
+        }
+    }
+
+    fn resolve(name: &str) -> Result<Vec<Ipv4Addr>, SockError> {
+        let addrs = (name, 0)
+            .to_socket_addrs()
+            .map_err(|_| SockError::NameNotFound)?;
+        let v: Vec<Ipv4Addr> = addrs
+            .filter_map(|a| match a {
+                SocketAddr::V4(a) => Some(*a.ip()),
+                SocketAddr::V6(_) => None,
+            })
+            .collect();
+        if v.is_empty() {
+            Err(SockError::NameNotFound)
+        } else {
+            Ok(v)
+        }
+    }
+}
