@@ -19,7 +19,7 @@ use std::time::Duration;
 pub struct CompareOpts {
     /// Fewer runs and shorter measurements (a smoke run, not figures to quote).
     pub quick: bool,
-    /// Only this figure group: size, boot, memory, wrk, bulk.
+    /// Only this figure group: size, boot, memory, wrk, bulk, hosted.
     pub only: Option<String>,
 }
 
@@ -611,6 +611,115 @@ fn bulk_figures(
     Ok(())
 }
 
+/// The hosted comparison: the `unix` build of `http`, in direct mode (fata's stack on a TAP
+/// device) and socket mode (the host's sockets), against a small std Rust server
+/// (`tests/src/bin/stdhttp.rs`, a thread per connection), all in the same network namespace,
+/// wrk at 1, 16 and 64 connections.
+fn hosted_figures(ns: &Netns, quick: bool, rows: &mut Vec<Row>) -> Result<()> {
+    let secs = if quick { 1 } else { 5 };
+    let unix_http = build(&BuildOpts {
+        target: Target::Unix,
+        example: "http".into(),
+        release: true,
+    })?;
+    let mut c = crate::build::cargo();
+    c.current_dir(crate::root()).args([
+        "build",
+        "--release",
+        "--package",
+        "fata-tests",
+        "--bin",
+        "stdhttp",
+    ]);
+    cmd::run(&mut c, "building stdhttp")?;
+    let stdhttp = crate::root().join("target/release/stdhttp");
+    let page = crate::root().join("examples/http/site/612.html");
+    let wrk_at = |url: &str, conns: u32| -> Result<f64> {
+        let threads = conns.min(2).to_string();
+        let (ok, out) = ns.run(
+            "wrk",
+            &[
+                "-t",
+                &threads,
+                "-c",
+                &conns.to_string(),
+                "-d",
+                &format!("{secs}s"),
+                url,
+            ],
+        );
+        if !ok || out.contains("Non-2xx") {
+            bail!("wrk {url}: {out}");
+        }
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN))
+    };
+    let start = |program: &std::path::Path, args: &[&str], ready: &str| -> Result<Running> {
+        let img = Image {
+            target: Target::Unix,
+            path: program.to_path_buf(),
+        };
+        let mut o = BootOpts {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        o.netns = Some(ns.name.clone());
+        let r = boot(&img, &o)?;
+        r.wait_for_line(ready, Duration::from_secs(30))?;
+        Ok(r)
+    };
+    let mut results: Vec<(u32, f64, f64, f64)> = Vec::new();
+    for conns in [1u32, 16, 64] {
+        let std_rps = {
+            let _s = start(
+                &stdhttp,
+                &["127.0.0.1:8081", page.to_str().unwrap_or("")],
+                "stdhttp: ready",
+            )?;
+            wrk_at("http://127.0.0.1:8081/612.html", conns)?
+        };
+        let socket = {
+            let _s = start(
+                &unix_http.path,
+                &["net=socket", "port=8082"],
+                "fata: ready tcp/8082",
+            )?;
+            wrk_at("http://127.0.0.1:8082/612.html", conns)?
+        };
+        let direct = {
+            let _s = start(
+                &unix_http.path,
+                &["net=tap:tap0", &format!("ipv4={GUEST_IP}/24")],
+                "fata: ready tcp/80",
+            )?;
+            ns.ip(&["neigh", "flush", "dev", "tap0"]);
+            wrk_at(&format!("http://{GUEST_IP}/612.html"), conns)?
+        };
+        results.push((conns, socket, direct, std_rps));
+    }
+    for (c, socket, direct, std_rps) in results {
+        rows.push(row(
+            &format!("unix http, socket mode, {c} conn: requests/s"),
+            socket,
+            std_rps,
+            "req/s",
+            "",
+        ));
+        rows.push(row(
+            &format!("unix http, direct mode (TAP), {c} conn: requests/s"),
+            direct,
+            std_rps,
+            "req/s",
+            "",
+        ));
+    }
+    Ok(())
+}
+
 fn render(rows: &[Row]) -> String {
     let mut t = String::from(
         "| figure | fata | Linux guest | fata / Linux | goal |\n|---|---|---|---|---|\n",
@@ -670,9 +779,9 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     let s = prepare()?;
     let want = |g: &str| opts.only.as_deref().is_none_or(|o| o == g);
     if let Some(o) = &opts.only
-        && !["size", "boot", "memory", "wrk", "bulk"].contains(&o.as_str())
+        && !["size", "boot", "memory", "wrk", "bulk", "hosted"].contains(&o.as_str())
     {
-        bail!("unknown figure group `{o}`; the groups are: size, boot, memory, wrk, bulk");
+        bail!("unknown figure group `{o}`; the groups are: size, boot, memory, wrk, bulk, hosted");
     }
     let runs = if opts.quick { 2 } else { 10 };
     let mut rows = Vec::new();
@@ -707,7 +816,16 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     if want("size") {
         sizes(&s, &mut rows)?;
     }
+    let mut hosted = Vec::new();
+    if want("hosted") {
+        let ns = Netns::new("hosted", 1500);
+        hosted_figures(&ns, opts.quick, &mut hosted)?;
+    }
     let table = render(&rows);
+    let hosted_table = render(&hosted).replace(
+        "| Linux guest | fata / Linux |",
+        "| std Rust server | fata / std |",
+    );
     let mut doc = String::from("# Benchmarks: fata against a Linux guest\n\n");
     if opts.quick {
         doc.push_str("**Quick run (`--quick`): too few runs to quote.**\n\n");
@@ -741,6 +859,9 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     std::fs::create_dir_all(out.parent().unwrap())?;
     std::fs::write(&out, &doc)?;
     println!("{table}");
+    if !hosted.is_empty() {
+        println!("{hosted_table}");
+    }
     eprintln!("xtask: wrote {}", out.display());
     Ok(doc)
 }

@@ -10,13 +10,12 @@
 //! reached its deadline, whatever woke it.
 
 use alloc::boxed::Box;
-use alloc::collections::{BinaryHeap, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::rc::Rc;
 use alloc::sync::Arc;
 use alloc::task::Wake;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
-use core::cmp::{Ordering as CmpOrdering, Reverse};
 use core::future::Future;
 use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -54,28 +53,8 @@ struct Task {
     waker: Waker,
 }
 
-struct Timer {
-    deadline: Nanos,
-    seq: u64,
-    waker: Waker,
-}
-
-impl PartialEq for Timer {
-    fn eq(&self, o: &Self) -> bool {
-        (self.deadline, self.seq) == (o.deadline, o.seq)
-    }
-}
-impl Eq for Timer {}
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, o: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Timer {
-    fn cmp(&self, o: &Self) -> CmpOrdering {
-        (self.deadline, self.seq).cmp(&(o.deadline, o.seq))
-    }
-}
+/// A timer's key: its deadline, then a sequence number (so equal deadlines keep their order).
+pub(crate) type TimerKey = (Nanos, u64);
 
 /// Why [`Executor::block_on`] gave up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +68,7 @@ pub(crate) struct Executor {
     tasks: RefCell<Vec<Option<Task>>>,
     free: RefCell<Vec<usize>>,
     ready: Arc<ReadyQueue>,
-    timers: RefCell<BinaryHeap<Reverse<Timer>>>,
+    timers: RefCell<BTreeMap<TimerKey, Waker>>,
     seq: Cell<u64>,
     event_sources: Cell<usize>,
     event_waiters: RefCell<Vec<(u64, Waker)>>,
@@ -102,7 +81,7 @@ impl Executor {
             tasks: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
             ready: Arc::new(ReadyQueue::default()),
-            timers: RefCell::new(BinaryHeap::new()),
+            timers: RefCell::new(BTreeMap::new()),
             seq: Cell::new(0),
             event_sources: Cell::new(0),
             event_waiters: RefCell::new(Vec::new()),
@@ -131,15 +110,35 @@ impl Executor {
         waker.wake();
     }
 
-    /// Arms a timer that wakes `waker` once the clock reaches `deadline`.
-    pub(crate) fn add_timer(&self, deadline: Nanos, waker: Waker) {
+    /// Arms a timer that wakes `waker` once the clock reaches `deadline`; returns its key for
+    /// [`Executor::update_timer`] and [`Executor::cancel_timer`].
+    pub(crate) fn add_timer(&self, deadline: Nanos, waker: Waker) -> TimerKey {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
-        self.timers.borrow_mut().push(Reverse(Timer {
-            deadline,
-            seq,
-            waker,
-        }));
+        let key = (deadline, seq);
+        self.timers.borrow_mut().insert(key, waker);
+        key
+    }
+
+    /// Replaces the waker of an armed timer (a future polled by another task).
+    pub(crate) fn update_timer(&self, key: TimerKey, waker: &Waker) {
+        if let Some(w) = self.timers.borrow_mut().get_mut(&key)
+            && !w.will_wake(waker)
+        {
+            *w = waker.clone();
+        }
+    }
+
+    /// Disarms a timer (its future was dropped before the deadline): timers of abandoned
+    /// sleeps and timeouts must not pile up.
+    pub(crate) fn cancel_timer(&self, key: TimerKey) {
+        self.timers.borrow_mut().remove(&key);
+    }
+
+    /// Armed timers (for tests).
+    #[allow(dead_code)]
+    pub(crate) fn armed_timers(&self) -> usize {
+        self.timers.borrow().len()
     }
 
     /// Declares that a device can wake tasks from `wait` (so waiting with no timer armed is
@@ -209,20 +208,23 @@ impl Executor {
         loop {
             let due = {
                 let mut timers = self.timers.borrow_mut();
-                match timers.peek() {
-                    Some(Reverse(t)) if t.deadline <= now => timers.pop(),
+                match timers.first_key_value() {
+                    Some((&(deadline, _), _)) if deadline <= now => timers.pop_first(),
                     _ => None,
                 }
             };
             match due {
-                Some(Reverse(t)) => t.waker.wake(),
+                Some((_, waker)) => waker.wake(),
                 None => break,
             }
         }
     }
 
     fn next_deadline(&self) -> Option<Nanos> {
-        self.timers.borrow().peek().map(|Reverse(t)| t.deadline)
+        self.timers
+            .borrow()
+            .first_key_value()
+            .map(|(&(deadline, _), _)| deadline)
     }
 
     /// Runs `main` (and every task it spawns) until `main` completes.
@@ -432,6 +434,22 @@ pub(crate) mod tests {
         let e = fresh();
         let r = e.block_on::<MockPlatform, _>(core::future::pending::<()>());
         assert_eq!(r, Err(Stall::NothingCanWake));
+    }
+
+    #[test]
+    fn abandoned_timeouts_do_not_leave_timers_behind() {
+        let e = fresh();
+        let r = e.block_on::<MockPlatform, _>(async {
+            for _ in 0..1000 {
+                // Completes at once; its 30 s timer must go away with it.
+                let _ = crate::time::timeout(Duration::from_secs(30), async { 1 }).await;
+                let _ =
+                    crate::time::timeout(Duration::from_secs(30), sleep(Duration::from_millis(1)))
+                        .await;
+            }
+            current().armed_timers()
+        });
+        assert_eq!(r, Ok(0));
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub fn wall_ns() -> Option<u64> {
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
     deadline: Instant,
-    armed: bool,
+    timer: Option<crate::executor::TimerKey>,
 }
 
 impl Sleep {
@@ -80,17 +80,28 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if Instant::now() >= self.deadline {
+            if let Some(key) = self.timer.take() {
+                current().cancel_timer(key);
+            }
             return Poll::Ready(());
         }
-        if !self.armed {
-            current().add_timer(self.deadline.0, cx.waker().clone());
-            self.armed = true;
+        match self.timer {
+            None => self.timer = Some(current().add_timer(self.deadline.0, cx.waker().clone())),
+            Some(key) => current().update_timer(key, cx.waker()),
         }
         Poll::Pending
     }
 }
 
 impl Unpin for Sleep {}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.timer.take() {
+            current().cancel_timer(key);
+        }
+    }
+}
 
 /// Completes once `d` has passed.
 pub fn sleep(d: Duration) -> Sleep {
@@ -101,7 +112,7 @@ pub fn sleep(d: Duration) -> Sleep {
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
-        armed: false,
+        timer: None,
     }
 }
 
