@@ -93,16 +93,19 @@ pub fn build_manifest(manifest: &Path, target: Target, release: bool) -> Result<
     build_app(manifest, &package, target, release, &tdir)
 }
 
-fn build_app(
+/// The cargo command that builds the application at `manifest` for `target` into `tdir`:
+/// `cargo rustc` with the image's link arguments for bare-metal targets, `cargo build`
+/// otherwise. `extra` cargo arguments go before the link arguments.
+pub fn cargo_command(
     manifest: &Path,
     package: &str,
     target: Target,
-    release: bool,
     tdir: &Path,
-) -> Result<Image> {
+    release: bool,
+    extra: &[&str],
+) -> Result<Command> {
     let mut c = cargo();
     c.current_dir(crate::root());
-    let profile = if release { "release" } else { "debug" };
     if target.bare_metal() {
         stub_libs(&tdir.join("stubs"))?;
         c.arg("rustc");
@@ -114,16 +117,31 @@ fn build_app(
         .args(["--package", package, "--bin", package, "--target", TRIPLE])
         .arg("--target-dir")
         .arg(tdir)
-        .args(["--features", target.feature()]);
+        .args(["--features", target.feature()])
+        .args(extra);
     if release {
         c.arg("--release");
     }
-    let what = format!("building `{package}` for {}", target.name());
     if target.bare_metal() {
         c.arg("--");
         for a in target.link_args(&crate::root(), &tdir.join("stubs")) {
             c.arg("-C").arg(format!("link-arg={a}"));
         }
+    }
+    Ok(c)
+}
+
+fn build_app(
+    manifest: &Path,
+    package: &str,
+    target: Target,
+    release: bool,
+    tdir: &Path,
+) -> Result<Image> {
+    let mut c = cargo_command(manifest, package, target, tdir, release, &[])?;
+    let profile = if release { "release" } else { "debug" };
+    let what = format!("building `{package}` for {}", target.name());
+    if target.bare_metal() {
         // Bare-metal builds keep the compiler's output: if the build fails because a dependency
         // needs the host OS, the explanation replaces the wall of compiler and linker errors.
         cmd::echo(&c);

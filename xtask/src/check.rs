@@ -274,30 +274,14 @@ fn json_str(v: &str, key: &str) -> Option<String> {
 }
 
 fn build_json(manifest: &Path, package: &str, target: Target, target_dir: &Path) -> Result<Built> {
-    let mut c = crate::build::cargo();
-    if target.bare_metal() {
-        crate::build::stub_libs(&target_dir.join("stubs"))?;
-        c.arg("rustc");
-    } else {
-        c.arg("build");
-    }
-    c.arg("--manifest-path")
-        .arg(manifest)
-        .args(["--package", package, "--bin", package, "--target", TRIPLE])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .args([
-            "--features",
-            target.feature(),
-            "--message-format",
-            "json-diagnostic-rendered-ansi",
-        ]);
-    if target.bare_metal() {
-        c.arg("--");
-        for a in target.link_args(&crate::root(), &target_dir.join("stubs")) {
-            c.arg("-C").arg(format!("link-arg={a}"));
-        }
-    }
+    let mut c = crate::build::cargo_command(
+        manifest,
+        package,
+        target,
+        target_dir,
+        false,
+        &["--message-format", "json-diagnostic-rendered-ansi"],
+    )?;
     crate::cmd::echo(&c);
     let out = c.output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);

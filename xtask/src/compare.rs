@@ -65,7 +65,7 @@ fn trim(v: f64) -> String {
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -189,7 +189,7 @@ fn first_200(addr: std::net::SocketAddr, limit: Duration) -> bool {
     false
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -216,18 +216,19 @@ pub fn page() -> Vec<u8> {
     std::fs::read(crate::root().join("examples/http/site/612.html")).unwrap_or_default()
 }
 
+/// Builds an example for `virtio`, release.
+pub(crate) fn release_image(example: &str) -> Result<Image> {
+    build(&BuildOpts {
+        target: Target::Virtio,
+        example: example.into(),
+        release: true,
+    })
+}
+
 fn prepare() -> Result<Systems> {
     crate::qemu::find()?;
-    let http = build(&BuildOpts {
-        target: Target::Virtio,
-        example: "http".into(),
-        release: true,
-    })?;
-    let echo = build(&BuildOpts {
-        target: Target::Virtio,
-        example: "echo".into(),
-        release: true,
-    })?;
+    let http = release_image("http")?;
+    let echo = release_image("echo")?;
     let page = page();
     if page.len() != 612 {
         bail!(
@@ -314,6 +315,22 @@ fn sizes(s: &Systems, rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
+/// A row of millisecond figures shown as "median (min–max)".
+fn range_row(figure: &str, fata: &mut [f64], linux: &mut [f64], goal: &str) -> Row {
+    let span = |v: &mut [f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(0.0, f64::max);
+        let m = median(v);
+        (m, format!("{} ms ({}–{})", trim(m), trim(lo), trim(hi)))
+    };
+    let (fm, ft) = span(fata);
+    let (lm, lt) = span(linux);
+    let mut r = row(figure, fm, lm, "ms", goal);
+    r.fata = ft;
+    r.linux = lt;
+    r
+}
+
 fn boot_times(s: &Systems, runs: usize, rows: &mut Vec<Row>) -> Result<()> {
     let (mut fr, mut f2, mut fg, mut lr, mut l2, mut lg) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -338,35 +355,18 @@ fn boot_times(s: &Systems, runs: usize, rows: &mut Vec<Row>) -> Result<()> {
         lr.push(b.ready_after_ms);
         lg.push(b.guest_boot_ms);
     }
-    let mm = |v: &mut Vec<f64>| {
-        let (lo, hi) = (
-            v.iter().copied().fold(f64::INFINITY, f64::min),
-            v.iter().copied().fold(0.0, f64::max),
-        );
-        (median(v), lo, hi)
-    };
-    let (a, b) = (mm(&mut f2), mm(&mut l2));
-    let mut r = row(
+    rows.push(range_row(
         &format!("launch → first HTTP 200, user networking (median of {runs})"),
-        a.0,
-        b.0,
-        "ms",
+        &mut f2,
+        &mut l2,
         "fata ≤ 1/20 of Linux",
-    );
-    r.fata = format!("{} ms ({}–{})", trim(a.0), trim(a.1), trim(a.2));
-    r.linux = format!("{} ms ({}–{})", trim(b.0), trim(b.1), trim(b.2));
-    rows.push(r);
-    let (a, b) = (mm(&mut fr), mm(&mut lr));
-    let mut r = row(
+    ));
+    rows.push(range_row(
         &format!("launch → ready line (median of {runs})"),
-        a.0,
-        b.0,
-        "ms",
+        &mut fr,
+        &mut lr,
         "",
-    );
-    r.fata = format!("{} ms ({}–{})", trim(a.0), trim(a.1), trim(a.2));
-    r.linux = format!("{} ms ({}–{})", trim(b.0), trim(b.1), trim(b.2));
-    rows.push(r);
+    ));
     rows.push(row(
         "guest-side boot → ready, by the guest clock (median)",
         median(&mut fg),
@@ -850,7 +850,16 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
             "\nThe Linux guest printed nothing within 60 s and was started again {retries} time(s) in this run (not counted in the figures)."
         );
     }
-    doc.push_str("\nThe hosted comparison (the `unix` build of `http` on a TAP device against a small std Rust server) needs networking on the `unix` platform, which does not exist yet (issue 6); it is not measured.\n");
+    if !hosted.is_empty() {
+        doc.push_str(
+            "\n## Hosted: the `unix` build against a small std Rust server\n\n\
+             Same 612-byte page, same network namespace, wrk as above. The std server \
+             (`tests/src/bin/stdhttp.rs`) runs a thread per connection on loopback, as does fata's \
+             socket mode (`net=socket`); direct mode (`net=tap:tap0`) runs fata's own TCP/IP \
+             stack over a TAP device.\n\n",
+        );
+        doc.push_str(&hosted_table);
+    }
     let out = if opts.quick || opts.only.is_some() {
         crate::root().join("target/bench/benchmarks-quick.md")
     } else {

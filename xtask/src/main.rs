@@ -23,8 +23,8 @@ commands:
                         --manifest-path PATH; --verbose for the raw compiler output)
   bench                 fata against a Linux guest, side by side: table on the terminal and
                         in docs/benchmarks.md (--quick: a smoke run; --only GROUP: one of
-                        size, boot, memory, wrk, bulk)
-  bench alloc|boot|net  the figures of single components (allocators; hello; networking)
+                        size, boot, memory, wrk, bulk, hosted)
+  bench alloc|boot      the figures of single components (allocators; hello)
 
 options:
   --target virtio|unix  platform (default: virtio)
