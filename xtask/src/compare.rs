@@ -854,8 +854,8 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
         doc.push_str(
             "\n## Hosted: the `unix` build against a small std Rust server\n\n\
              Same 612-byte page, same network namespace, wrk as above. The std server \
-             (`tests/src/bin/stdhttp.rs`) runs a thread per connection on loopback, as does fata's \
-             socket mode (`net=socket`); direct mode (`net=tap:tap0`) runs fata's own TCP/IP \
+             (`tests/src/bin/stdhttp.rs`) runs a thread per connection; fata (one thread, async) \
+             serves the same loopback in socket mode (`net=socket`); direct mode (`net=tap:tap0`) runs fata's own TCP/IP \
              stack over a TAP device.\n\n",
         );
         doc.push_str(&hosted_table);
