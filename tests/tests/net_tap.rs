@@ -109,19 +109,15 @@ fn udp_datagrams_are_echoed() {
 fn names_resolve_through_the_configured_dns_server() {
     let ns = Netns::new("dns", 1500);
     let script = xtask::root().join("tests/scripts/dns.py");
-    let mut server = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            "python3",
+    let mut server = ns.spawn(
+        "python3",
+        &[
             script.to_str().unwrap(),
             "10.77.0.1",
             "fata.test",
             "10.77.0.42",
-        ])
-        .spawn()
-        .unwrap();
+        ],
+    );
     std::thread::sleep(Duration::from_millis(300));
     let vm = boot_in(
         &ns,

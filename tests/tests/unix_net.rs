@@ -130,19 +130,10 @@ fn direct_mode_echoes_tcp_and_udp() {
 fn direct_mode_gets_its_address_by_dhcp() {
     let ns = Netns::new("udhcp", 1500);
     let script = xtask::root().join("tests/scripts/dhcp.py");
-    let mut server = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            "python3",
-            script.to_str().unwrap(),
-            "tap0",
-            "10.77.0.1",
-            "10.77.0.50",
-        ])
-        .spawn()
-        .unwrap();
+    let mut server = ns.spawn(
+        "python3",
+        &[script.to_str().unwrap(), "tap0", "10.77.0.1", "10.77.0.50"],
+    );
     std::thread::sleep(Duration::from_millis(300));
     let vm = boot_tap(&ns, "echo", 7, &["dhcp=true"]);
     let lease = vm.wait_for_line(

@@ -436,9 +436,10 @@ fn reachable(ns: &Netns, netclient: &str) -> Result<()> {
     Ok(())
 }
 
-fn wrk(ns: &Netns, conns: u32, secs: u32) -> Result<(f64, f64, f64)> {
+/// wrk with keep-alive connections against `url` for `secs` seconds, from inside `ns`:
+/// requests/s and the p50 and p99 latencies in ms.
+fn wrk(ns: &Netns, url: &str, conns: u32, secs: u32) -> Result<(f64, f64, f64)> {
     let threads = conns.min(2).to_string();
-    let url = format!("http://{GUEST_IP}/612.html");
     let (ok, out) = ns.run(
         "wrk",
         &[
@@ -449,7 +450,7 @@ fn wrk(ns: &Netns, conns: u32, secs: u32) -> Result<(f64, f64, f64)> {
             "-d",
             &format!("{secs}s"),
             "--latency",
-            &url,
+            url,
         ],
     );
     if !ok {
@@ -500,12 +501,12 @@ fn wrk_figures(
         let f = {
             let _b = boot_fata(&s.http, fo.clone(), "fata: ready tcp/80")?;
             reachable(ns, netclient)?;
-            wrk(ns, conns, secs)?
+            wrk(ns, &format!("http://{GUEST_IP}/612.html"), conns, secs)?
         };
         let l = {
             let _b = boot_linux(s, lo.clone())?;
             reachable(ns, netclient)?;
-            wrk(ns, conns, secs)?
+            wrk(ns, &format!("http://{GUEST_IP}/612.html"), conns, secs)?
         };
         results.push((conns, f, l));
     }
@@ -634,30 +635,7 @@ fn hosted_figures(ns: &Netns, quick: bool, rows: &mut Vec<Row>) -> Result<()> {
     cmd::run(&mut c, "building stdhttp")?;
     let stdhttp = crate::root().join("target/release/stdhttp");
     let page = crate::root().join("examples/http/site/612.html");
-    let wrk_at = |url: &str, conns: u32| -> Result<f64> {
-        let threads = conns.min(2).to_string();
-        let (ok, out) = ns.run(
-            "wrk",
-            &[
-                "-t",
-                &threads,
-                "-c",
-                &conns.to_string(),
-                "-d",
-                &format!("{secs}s"),
-                url,
-            ],
-        );
-        if !ok || out.contains("Non-2xx") {
-            bail!("wrk {url}: {out}");
-        }
-        Ok(out
-            .lines()
-            .map(str::trim)
-            .find_map(|l| l.strip_prefix("Requests/sec:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(f64::NAN))
-    };
+    let wrk_at = |url: &str, conns: u32| -> Result<f64> { wrk(ns, url, conns, secs).map(|r| r.0) };
     let start = |program: &std::path::Path, args: &[&str], ready: &str| -> Result<Running> {
         let img = Image {
             target: Target::Unix,

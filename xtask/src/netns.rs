@@ -65,6 +65,18 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Starts a program inside the namespace in the background (a test server); the caller
+    /// kills it.
+    pub fn spawn(&self, program: &str, args: &[&str]) -> std::process::Child {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &self.name, program])
+            .args(args)
+            .spawn()
+            .expect("ip netns exec")
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = std::process::Command::new("ip")

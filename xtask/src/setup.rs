@@ -32,16 +32,7 @@ pub fn ensure_qemu() -> Result<()> {
         "xtask: {} is missing; installing qemu-system-x86",
         qemu::QEMU
     );
-    cmd::run(
-        Command::new("apt-get").arg("update").arg("-q"),
-        "apt-get update",
-    )?;
-    cmd::run(
-        Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-q", "qemu-system-x86"]),
-        "installing QEMU",
-    )?;
+    apt_install(&["qemu-system-x86"])?;
     qemu::find().map(|_| ())
 }
 
@@ -62,6 +53,11 @@ pub fn ensure_tools(programs: &[&str]) -> Result<()> {
             missing.join(" ")
         );
     }
+    apt_install(&missing)
+}
+
+/// `apt-get update` and `apt-get install -y PACKAGES` (as root).
+fn apt_install(packages: &[&str]) -> Result<()> {
     cmd::run(
         Command::new("apt-get").arg("update").arg("-q"),
         "apt-get update",
@@ -70,7 +66,7 @@ pub fn ensure_tools(programs: &[&str]) -> Result<()> {
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["install", "-y", "-q"])
-            .args(&missing),
-        "installing tools",
+            .args(packages),
+        "installing packages",
     )
 }
