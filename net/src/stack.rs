@@ -47,6 +47,9 @@ pub struct NetConfig {
     pub backlog: usize,
     /// Connections per listener waiting in SYN-RECEIVED or for `accept`, at most.
     pub max_pending: usize,
+    /// TCP sockets of all kinds (listening, connected, closing) at most: each holds two
+    /// buffers, so this bounds the memory a connection flood can take.
+    pub max_tcp: usize,
 }
 
 impl Default for NetConfig {
@@ -61,6 +64,7 @@ impl Default for NetConfig {
             tcp_tx_buffer: 8192,
             backlog: 8,
             max_pending: 64,
+            max_tcp: 256,
         }
     }
 }
@@ -75,6 +79,8 @@ pub struct NetCounters {
     pub pending_dropped: u64,
     /// Orphaned connections that had to be aborted because they did not close in time.
     pub close_timeouts: u64,
+    /// TCP sockets not created because `max_tcp` were in use (connections refused).
+    pub tcp_limit_hits: u64,
     /// The device's own counters, as of the last poll.
     pub device: NetStats,
 }
@@ -110,19 +116,32 @@ pub(crate) struct Inner {
     on_ready: fn(u16),
     next_port: u16,
     pub(crate) counters: NetCounters,
+    tcp_count: usize,
 }
 
 /// How long a closed connection may linger before it is aborted.
 const CLOSE_TIMEOUT_MS: u64 = 10_000;
 
 impl Inner {
-    pub(crate) fn new_tcp_socket(&mut self) -> SocketHandle {
+    /// A new TCP socket, unless `max_tcp` are in use.
+    pub(crate) fn new_tcp_socket(&mut self) -> Option<SocketHandle> {
+        if self.tcp_count >= self.config.max_tcp {
+            self.counters.tcp_limit_hits += 1;
+            return None;
+        }
+        self.tcp_count += 1;
         let rx = tcp::SocketBuffer::new(vec![0; self.config.tcp_rx_buffer]);
         let tx = tcp::SocketBuffer::new(vec![0; self.config.tcp_tx_buffer]);
         let mut s = tcp::Socket::new(rx, tx);
         s.set_nagle_enabled(false);
         s.set_timeout(Some(smoltcp::time::Duration::from_secs(60)));
-        self.sockets.add(s)
+        Some(self.sockets.add(s))
+    }
+
+    /// Removes a TCP socket.
+    pub(crate) fn remove_tcp(&mut self, h: SocketHandle) {
+        self.sockets.remove(h);
+        self.tcp_count -= 1;
     }
 
     /// An unused local port for outgoing connections.
@@ -183,7 +202,7 @@ impl Inner {
             return;
         };
         for h in l.listening {
-            self.sockets.remove(h);
+            self.remove_tcp(h);
         }
         for h in l.half_open.into_iter().chain(l.ready) {
             self.sockets.get_mut::<tcp::Socket>(h).abort();
@@ -222,7 +241,7 @@ impl Inner {
                     }
                     _ => {
                         l.listening.swap_remove(i);
-                        self.sockets.remove(h);
+                        self.remove_tcp(h);
                     }
                 }
             }
@@ -232,7 +251,7 @@ impl Inner {
                     tcp::State::SynReceived => still.push_back(h),
                     tcp::State::Established | tcp::State::CloseWait => l.ready.push_back(h),
                     _ => {
-                        self.sockets.remove(h);
+                        self.remove_tcp(h);
                     }
                 }
             }
@@ -256,14 +275,16 @@ impl Inner {
             while l.listening.len() < backlog
                 && l.half_open.len() + l.ready.len() + l.listening.len() < cap + backlog
             {
-                let h = self.new_tcp_socket();
+                let Some(h) = self.new_tcp_socket() else {
+                    break;
+                };
                 if self
                     .sockets
                     .get_mut::<tcp::Socket>(h)
                     .listen(l.port)
                     .is_err()
                 {
-                    self.sockets.remove(h);
+                    self.remove_tcp(h);
                     break;
                 }
                 l.listening.push(h);
@@ -287,7 +308,7 @@ impl Inner {
             if state == tcp::State::Closed || state == tcp::State::TimeWait {
                 let h = o.handle;
                 self.orphans.swap_remove(i);
-                self.sockets.remove(h);
+                self.remove_tcp(h);
                 continue;
             }
             if !o.aborted && now >= o.deadline_ms {
@@ -395,7 +416,7 @@ impl Inner {
                     self.config.dhcp_timeout_ms
                 );
                 if let Some(h) = self.dhcp.take() {
-                    self.sockets.remove(h);
+                    self.sockets.remove(h); // the DHCP socket
                 }
                 self.set_address(cidr, gw, &dns);
             }
@@ -495,6 +516,7 @@ impl<D: NetDevice> Runner<D> {
             on_ready,
             next_port: 49152 + (seed % 15000) as u16,
             counters: NetCounters::default(),
+            tcp_count: 0,
         };
         if !use_dhcp {
             match inner.static_config() {

@@ -44,7 +44,9 @@ impl Stack {
             if i.address.is_none() {
                 return Err(NetError::NoAddress);
             }
-            let h = i.new_tcp_socket();
+            let Some(h) = i.new_tcp_socket() else {
+                return Err(NetError::Exhausted);
+            };
             let port = i.ephemeral_port();
             let remote = IpEndpoint::new(IpAddress::Ipv4(*addr.ip()), addr.port());
             let cx = i.iface.context();
@@ -53,7 +55,7 @@ impl Stack {
                 .connect(cx, remote, port)
                 .is_err()
             {
-                i.sockets.remove(h);
+                i.remove_tcp(h);
                 return Err(NetError::InvalidInput);
             }
             i.wake_runner();

@@ -95,6 +95,25 @@ pub fn boot_ready(
     args: &[&str],
     timeout: Duration,
 ) -> Result<Running> {
+    boot_ready_mem(
+        ns,
+        image,
+        port,
+        args,
+        timeout,
+        BootOpts::default().qemu.memory_mib,
+    )
+}
+
+/// [`boot_ready`] with `memory_mib` of guest RAM.
+pub fn boot_ready_mem(
+    ns: &Netns,
+    image: &Image,
+    port: u16,
+    args: &[&str],
+    timeout: Duration,
+    memory_mib: u32,
+) -> Result<Running> {
     let mut opts = BootOpts {
         args: args.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
@@ -103,6 +122,8 @@ pub fn boot_ready(
     opts.qemu.net = Some(crate::qemu::NetBackend::Tap {
         ifname: "tap0".into(),
     });
+    opts.qemu.memory_mib = memory_mib;
+    opts.qemu.memory_mib = memory_mib;
     let vm = boot(image, &opts)?;
     if let Err(e) = vm.wait_for_line(&format!("fata: ready tcp/{port}"), timeout) {
         let out = vm

@@ -57,7 +57,7 @@ fn status_json(net: &Stack) -> String {
     format!(
         "{{\"requests\":{},\"bytes_sent\":{},\"connections\":{},\"uptime_ms\":{},\
 \"address\":{},\"rx_frames\":{},\"tx_frames\":{},\"dropped_frames\":{},\"rx_oversize\":{},\
-\"rx_runt\":{},\"bad_descriptors\":{},\"pending_dropped\":{},\"heap_in_use\":{},\"heap_total\":{}}}\n",
+\"rx_runt\":{},\"bad_descriptors\":{},\"pending_dropped\":{},\"tcp_limit_hits\":{},\"heap_in_use\":{},\"heap_total\":{}}}\n",
         REQUESTS.load(Ordering::Relaxed),
         BYTES.load(Ordering::Relaxed),
         CONNECTIONS.load(Ordering::Relaxed),
@@ -70,6 +70,7 @@ fn status_json(net: &Stack) -> String {
         c.device.rx_runt,
         c.device.bad_descriptor,
         c.pending_dropped,
+        c.tcp_limit_hits,
         heap.map_or(String::from("null"), |h| format!("{}", h.in_use)),
         heap.map_or(String::from("null"), |h| format!("{}", h.total)),
     )

@@ -110,6 +110,8 @@ crate::config! {
         backlog: usize = 8,
         /// Connections per listener that may wait (half-open or not yet accepted).
         max_pending: usize = 64,
+        /// TCP sockets in all (listening ones included); 0: as many as a third of the heap holds.
+        max_connections: usize = 0,
     }
 }
 
@@ -166,6 +168,17 @@ pub(crate) fn start(keys: &NetKeys) -> Result<Stack, Unavailable> {
         tcp_tx_buffer: keys.tcp_buffer.clamp(1024, 1 << 20),
         backlog: keys.backlog.clamp(1, 1024),
         max_pending: keys.max_pending.clamp(1, 4096),
+        max_tcp: match keys.max_connections {
+            // A third of the heap for connections: each costs its two buffers plus about
+            // 16 KiB for the application's task and the stack's bookkeeping. Hosted
+            // platforms (no heap of their own) get a generous fixed limit.
+            0 => crate::heap::stats()
+                .map_or(4096, |h| {
+                    h.total / 3 / (2 * keys.tcp_buffer.clamp(1024, 1 << 20) + 16 * 1024)
+                })
+                .clamp(4, 4096),
+            n => n.max(1),
+        },
     };
     let seed = Plat::monotonic_ns() ^ Plat::wall_ns().unwrap_or(0).rotate_left(17);
     let (runner, stack) = Runner::new(dev, cfg, now_ms(), seed, announce);
