@@ -139,6 +139,37 @@ fn names_resolve_through_the_configured_dns_server() {
     r.unwrap();
 }
 
+/// `rounds` times, `count` clients connect to the guest's port 80 at once (each sending a
+/// request if `request`) and hold their connections for a second; then all are closed and the
+/// guest must serve the whole site again (closing connections hold their sockets until they
+/// are done, 10 s at most).
+fn flood_then_check(ns: &Netns, rounds: u32, count: u32, request: bool) {
+    let send = if request {
+        "c.sendall(b'GET /612.html HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'); "
+    } else {
+        ""
+    };
+    let script = format!(
+        "import socket,time\n\
+         for r in range({rounds}):\n\
+         \x20   s=[]\n\
+         \x20   for i in range({count}):\n\
+         \x20       try:\n\
+         \x20           c=socket.socket(); c.settimeout(2); c.connect(('{GUEST}',80)); {send}s.append(c)\n\
+         \x20       except Exception: pass\n\
+         \x20   time.sleep(1)\n\
+         \x20   print('held', len(s))\n"
+    );
+    let (ok, out) = ns.run("python3", &["-c", &script]);
+    assert!(ok && out.contains("held"), "{out}");
+    netclient(ns, &["wait", GUEST, "80", "20"]);
+    let site = site_dir();
+    netclient(
+        ns,
+        &["http", GUEST, "80", site.to_str().unwrap(), "10", "4"],
+    );
+}
+
 #[test]
 fn a_connection_flood_is_capped_and_the_site_recovers() {
     let ns = Netns::new("flood", 1500);
@@ -148,24 +179,7 @@ fn a_connection_flood_is_capped_and_the_site_recovers() {
         80,
         &["ipv4=10.77.0.2/24", "max_connections=12"],
     );
-    // 60 clients connect at once and hold their connections without sending anything.
-    let script = "import socket,time\n\
-        s=[]\n\
-        for i in range(60):\n\
-        \x20   try:\n\
-        \x20       c=socket.socket(); c.settimeout(3); c.connect(('10.77.0.2',80)); s.append(c)\n\
-        \x20   except Exception: pass\n\
-        time.sleep(1)\n\
-        print('held', len(s))\n";
-    let (ok, out) = ns.run("python3", &["-c", script]);
-    assert!(ok && out.contains("held"), "{out}");
-    // Their connections are gone now; the server must serve normally again.
-    std::thread::sleep(Duration::from_secs(1));
-    let site = site_dir();
-    netclient(
-        &ns,
-        &["http", GUEST, "80", site.to_str().unwrap(), "10", "4"],
-    );
+    flood_then_check(&ns, 1, 60, false);
     let (ok, status) = ns.run(env!("CARGO_BIN_EXE_netclient"), &["status", GUEST, "80"]);
     assert!(ok, "{status}");
     let hits: u64 = status
@@ -192,24 +206,7 @@ fn a_three_mebibyte_guest_survives_a_connection_flood() {
     .unwrap();
     // 300 connects, each sending a request and holding on, twice: the connection limit
     // (derived from the heap) must keep the heap from running out.
-    let script = "import socket,time\n\
-        for r in range(2):\n\
-        \x20   s=[]\n\
-        \x20   for i in range(300):\n\
-        \x20       try:\n\
-        \x20           c=socket.socket(); c.settimeout(2); c.connect(('10.77.0.2',80))\n\
-        \x20           c.sendall(b'GET /612.html HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'); s.append(c)\n\
-        \x20       except Exception: pass\n\
-        \x20   time.sleep(1)\n\
-        \x20   print('held', len(s))\n";
-    let (ok, out) = ns.run("python3", &["-c", script]);
-    assert!(ok && out.contains("held"), "{out}");
-    std::thread::sleep(Duration::from_secs(1));
-    let site = site_dir();
-    netclient(
-        &ns,
-        &["http", GUEST, "80", site.to_str().unwrap(), "10", "4"],
-    );
+    flood_then_check(&ns, 2, 300, true);
     let out = vm.wait(Duration::from_millis(100)).unwrap();
     assert!(!out.has_line("panic"), "{}", out.console());
 }
