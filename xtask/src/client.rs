@@ -269,9 +269,12 @@ pub fn check_http(
     let mut conns = Vec::new();
     if !burst {
         for i in 0..concurrent {
-            conns.push(Some(
-                HttpConn::connect(addr).map_err(|e| format!("connect {i}: {e}"))?,
-            ));
+            let mut c = HttpConn::connect(addr).map_err(|e| format!("connect {i}: {e}"))?;
+            // One request proves the connection reached the guest (through QEMU user
+            // networking, a connect can complete on the host long before).
+            c.request("HEAD", "/index.html", &[])
+                .map_err(|e| format!("first request on {i}: {e}"))?;
+            conns.push(Some(c));
         }
     }
     let handles: Vec<_> = (0..concurrent)
@@ -317,6 +320,27 @@ pub fn check_echo(addr: SocketAddr, len: usize) -> Result<Duration, String> {
     let t = std::time::Instant::now();
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .map_err(|e| format!("connect {addr}: {e}"))?;
+    echo_on(s, len)?;
+    Ok(t.elapsed())
+}
+
+/// Connects to an echo server and proves the connection reaches it with a one-byte round
+/// trip (through QEMU user networking a connect can succeed on the host long before the guest
+/// sees it).
+pub fn echo_connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    s.write_all(b"!").map_err(|e| format!("write: {e}"))?;
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b)
+        .map_err(|e| format!("first echo: {e}"))?;
+    Ok(s)
+}
+
+/// Like [`check_echo`] on an open connection.
+pub fn echo_on(s: TcpStream, len: usize) -> Result<Duration, String> {
+    let t = std::time::Instant::now();
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut data = vec![0u8; len];
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
