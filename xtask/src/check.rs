@@ -126,8 +126,6 @@ struct Tree {
     paths: HashMap<String, Vec<String>>,
     /// (crate, feature) -> packages that enabled it.
     enablers: BTreeMap<(String, String), BTreeSet<String>>,
-    /// Package name -> enabled features.
-    features: HashMap<String, BTreeSet<String>>,
     /// Proc-macro packages (never linked into the image).
     proc_macros: BTreeSet<String>,
 }
@@ -181,18 +179,11 @@ fn parse_tree(text: &str) -> Tree {
             }
             stack.push((depth, None));
         } else {
-            let (pkg, feats) = rest.split_once('|').unwrap_or((rest, ""));
+            let (pkg, _features) = rest.split_once('|').unwrap_or((rest, ""));
             let name = pkg.split_whitespace().next().unwrap_or("").to_string();
             if pkg.contains("(proc-macro)") {
                 t.proc_macros.insert(name.clone());
             }
-            t.features.entry(name.clone()).or_default().extend(
-                feats
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|f| !f.is_empty())
-                    .map(str::to_string),
-            );
             if !t.paths.contains_key(&name) {
                 let mut path: Vec<String> = stack.iter().filter_map(|(_, p)| p.clone()).collect();
                 path.push(name.clone());
@@ -488,7 +479,7 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
                 .map(|s| demangle(s))
                 .collect();
             if !stds.is_empty() {
-                let shown: Vec<String> = stds.iter().take(3).map(|s| strip_hash(s)).collect();
+                let shown: Vec<String> = stds.iter().take(3).cloned().collect();
                 uses.push(format!(
                     "calls into std: {}{}",
                     shown.join(", "),
@@ -547,10 +538,6 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
         unexplained,
         raw: built.raw,
     })
-}
-
-fn strip_hash(s: &str) -> String {
-    s.to_string()
 }
 
 fn first_errors(raw: &str) -> String {
@@ -655,7 +642,6 @@ mod tests {
             "0app v0.1.0 (/a)|\n1mid feature \"default\"\n2mid v1.0.0|default\n3leaf feature \"std\"\n4leaf v2.0.0|std\n3pm v1.0.0 (proc-macro)|\n1leaf feature \"default\"\n2leaf v2.0.0|std (*)\n",
         );
         assert_eq!(t.paths["leaf"], ["app", "mid", "leaf"]);
-        assert!(t.features["leaf"].contains("std"));
         assert!(t.enablers[&("leaf".to_string(), "std".to_string())].contains("mid"));
         assert!(t.proc_macros.contains("pm"));
     }

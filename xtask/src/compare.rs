@@ -650,33 +650,45 @@ fn hosted_figures(ns: &Netns, quick: bool, rows: &mut Vec<Row>) -> Result<()> {
         r.wait_for_line(ready, Duration::from_secs(30))?;
         Ok(r)
     };
+    // Starts one server, measures it at `conns` connections, stops it.
+    let measure = |program: &std::path::Path,
+                   args: &[&str],
+                   ready: &str,
+                   url: &str,
+                   conns: u32|
+     -> Result<f64> {
+        let _server = start(program, args, ready)?;
+        ns.ip(&["neigh", "flush", "dev", "tap0"]);
+        wrk_at(url, conns)
+    };
+    let direct_ip = format!("ipv4={GUEST_IP}/24");
+    let direct_url = format!("http://{GUEST_IP}/612.html");
     let mut results: Vec<(u32, f64, f64, f64)> = Vec::new();
     for conns in [1u32, 16, 64] {
-        let std_rps = {
-            let _s = start(
-                &stdhttp,
-                &["127.0.0.1:8081", page.to_str().unwrap_or("")],
-                "stdhttp: ready",
-            )?;
-            wrk_at("http://127.0.0.1:8081/612.html", conns)?
-        };
-        let socket = {
-            let _s = start(
-                &unix_http.path,
-                &["net=socket", "port=8082"],
-                "fata: ready tcp/8082",
-            )?;
-            wrk_at("http://127.0.0.1:8082/612.html", conns)?
-        };
-        let direct = {
-            let _s = start(
-                &unix_http.path,
-                &["net=tap:tap0", &format!("ipv4={GUEST_IP}/24")],
-                "fata: ready tcp/80",
-            )?;
-            ns.ip(&["neigh", "flush", "dev", "tap0"]);
-            wrk_at(&format!("http://{GUEST_IP}/612.html"), conns)?
-        };
+        let std_args = ["127.0.0.1:8081", page.to_str().unwrap_or("")];
+        let std_rps = measure(
+            &stdhttp,
+            &std_args,
+            "stdhttp: ready",
+            "http://127.0.0.1:8081/612.html",
+            conns,
+        )?;
+        let socket_args = ["net=socket", "port=8082"];
+        let socket = measure(
+            &unix_http.path,
+            &socket_args,
+            "fata: ready tcp/8082",
+            "http://127.0.0.1:8082/612.html",
+            conns,
+        )?;
+        let direct_args = ["net=tap:tap0", direct_ip.as_str()];
+        let direct = measure(
+            &unix_http.path,
+            &direct_args,
+            "fata: ready tcp/80",
+            &direct_url,
+            conns,
+        )?;
         results.push((conns, socket, direct, std_rps));
     }
     for (c, socket, direct, std_rps) in results {

@@ -72,7 +72,6 @@ pub(crate) struct Executor {
     seq: Cell<u64>,
     event_sources: Cell<usize>,
     event_waiters: RefCell<Vec<(u64, Waker)>>,
-    polls: Cell<u64>,
 }
 
 impl Executor {
@@ -85,7 +84,6 @@ impl Executor {
             seq: Cell::new(0),
             event_sources: Cell::new(0),
             event_waiters: RefCell::new(Vec::new()),
-            polls: Cell::new(0),
         }
     }
 
@@ -152,12 +150,7 @@ impl Executor {
     #[allow(dead_code)]
     pub(crate) fn on_events(&self, mask: u64, waker: Waker) {
         let mut w = self.event_waiters.borrow_mut();
-        if let Some(e) = w
-            .iter_mut()
-            .find(|(m, old)| *m == mask && old.will_wake(&waker))
-        {
-            e.0 = mask;
-        } else {
+        if !w.iter().any(|(m, old)| *m == mask && old.will_wake(&waker)) {
             w.push((mask, waker));
         }
     }
@@ -194,7 +187,6 @@ impl Executor {
             let task = self.tasks.borrow_mut().get_mut(slot).and_then(Option::take);
             let Some(mut task) = task else { continue };
             task.handle.queued.store(false, Ordering::Release);
-            self.polls.set(self.polls.get() + 1);
             let mut cx = Context::from_waker(&task.waker);
             match task.future.as_mut().poll(&mut cx) {
                 Poll::Ready(()) => self.free.borrow_mut().push(slot),
@@ -254,12 +246,6 @@ impl Executor {
             let events = P::wait(deadline);
             self.dispatch_events(events);
         }
-    }
-
-    /// Number of task polls so far.
-    #[allow(dead_code)]
-    pub(crate) fn polls(&self) -> u64 {
-        self.polls.get()
     }
 }
 

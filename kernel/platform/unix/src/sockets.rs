@@ -83,6 +83,28 @@ fn v4(a: SocketAddr) -> SocketAddrV4 {
     }
 }
 
+/// The outcome of a non-blocking operation on `fd`: done, or (would block) the task waits for
+/// `events` on it.
+fn io<T>(
+    r: std::io::Result<T>,
+    fd: RawFd,
+    events: i16,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, SockError>> {
+    match r {
+        Ok(v) => Poll::Ready(Ok(v)),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+            register(fd, events, cx.waker());
+            Poll::Pending
+        }
+        Err(e) if e.kind() == ErrorKind::Interrupted => {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+        Err(e) => Poll::Ready(Err(err(e))),
+    }
+}
+
 /// A socket that leaves the reactor when dropped.
 pub struct Sock<T: AsRawFd>(T);
 
@@ -111,18 +133,12 @@ impl HostSockets for Host {
         l: &Self::Listener,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(Self::Stream, SocketAddrV4), SockError>> {
-        match l.0.accept() {
-            Ok((s, peer)) => {
-                let _ = s.set_nonblocking(true);
-                let _ = s.set_nodelay(true);
-                Poll::Ready(Ok((Sock(s), v4(peer))))
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                register(l.0.as_raw_fd(), libc::POLLIN, cx.waker());
-                Poll::Pending
-            }
-            Err(e) => Poll::Ready(Err(err(e))),
-        }
+        io(l.0.accept(), l.0.as_raw_fd(), libc::POLLIN, cx).map(|r| {
+            let (s, peer) = r?;
+            s.set_nonblocking(true).map_err(err)?;
+            let _ = s.set_nodelay(true); // latency only
+            Ok((Sock(s), v4(peer)))
+        })
     }
 
     fn connect(addr: SocketAddrV4) -> Result<Self::Stream, SockError> {
@@ -145,18 +161,7 @@ impl HostSockets for Host {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<Result<usize, SockError>> {
-        match (&s.0).read(buf) {
-            Ok(n) => Poll::Ready(Ok(n)),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                register(s.0.as_raw_fd(), libc::POLLIN, cx.waker());
-                Poll::Pending
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            Err(e) => Poll::Ready(Err(err(e))),
-        }
+        io((&s.0).read(buf), s.0.as_raw_fd(), libc::POLLIN, cx)
     }
 
     fn poll_write(
@@ -164,18 +169,7 @@ impl HostSockets for Host {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<Result<usize, SockError>> {
-        match (&s.0).write(buf) {
-            Ok(n) => Poll::Ready(Ok(n)),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                register(s.0.as_raw_fd(), libc::POLLOUT, cx.waker());
-                Poll::Pending
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            Err(e) => Poll::Ready(Err(err(e))),
-        }
+        io((&s.0).write(buf), s.0.as_raw_fd(), libc::POLLOUT, cx)
     }
 
     fn shutdown(s: &Self::Stream) {
@@ -198,14 +192,12 @@ impl HostSockets for Host {
         data: &[u8],
         to: SocketAddrV4,
     ) -> Poll<Result<(), SockError>> {
-        match u.0.send_to(data, to) {
-            Ok(_) => Poll::Ready(Ok(())),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                register(u.0.as_raw_fd(), libc::POLLOUT, cx.waker());
-                Poll::Pending
-            }
-            Err(e) => Poll::Ready(Err(err(e))),
-        }
+        io(
+            u.0.send_to(data, to).map(|_| ()),
+            u.0.as_raw_fd(),
+            libc::POLLOUT,
+            cx,
+        )
     }
 
     fn poll_recv_from(
@@ -213,14 +205,8 @@ impl HostSockets for Host {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<Result<(usize, SocketAddrV4), SockError>> {
-        match u.0.recv_from(buf) {
-            Ok((n, from)) => Poll::Ready(Ok((n, v4(from)))),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                register(u.0.as_raw_fd(), libc::POLLIN, cx.waker());
-                Poll::Pending
-            }
-            Err(e) => Poll::Ready(Err(err(e))),
-        }
+        io(u.0.recv_from(buf), u.0.as_raw_fd(), libc::POLLIN, cx)
+            .map(|r| r.map(|(n, from)| (n, v4(from))))
     }
 
     fn resolve(name: &str) -> Result<Vec<Ipv4Addr>, SockError> {
