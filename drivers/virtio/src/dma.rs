@@ -88,6 +88,12 @@ impl Dma {
         u32::from_le(unsafe { self.at::<u32>(off).read_volatile() })
     }
 
+    /// Reads a little-endian `u64` of ring memory.
+    pub fn read_u64(&self, off: usize) -> u64 {
+        // SAFETY: as for `read_u16`.
+        u64::from_le(unsafe { self.at::<u64>(off).read_volatile() })
+    }
+
     /// Writes a little-endian `u16` of ring memory.
     pub fn write_u16(&self, off: usize, v: u16) {
         // SAFETY: `at` checked bounds and alignment; no reference to ring memory exists (only
@@ -140,6 +146,7 @@ mod tests {
         d.write_u64(8, u64::MAX);
         assert_eq!(d.read_u16(2), 0xbeef);
         assert_eq!(d.read_u32(4), 7);
+        assert_eq!(d.read_u64(8), u64::MAX);
         d.bytes_mut()[0] = 1;
         assert_eq!(d.bytes()[0], 1);
     }

@@ -10,22 +10,83 @@
 //! entry naming a descriptor we did not post (or posted once and got back twice) is reported
 //! as [`Used::BadId`]; a length beyond the buffer as [`Used::TooLong`] (with the buffer, so it
 //! can be reposted).
+//!
+//! The ring entries are `repr(C)` types (`Desc`, `AvailHeader`, `UsedHeader`, `UsedElem`)
+//! and every offset into ring memory is taken from them (`offset_of!`, `size_of`); the tests
+//! pin each offset and size to the specification. They are never placed in ring memory as
+//! Rust objects, because the device reads and writes it concurrently: the queue moves them
+//! field by field through the volatile accessors of [`Dma`], which also convert to and from
+//! little endian, the byte order of the rings.
 
 use crate::dma::{Dma, fence_acquire, fence_release};
 use alloc::vec::Vec;
+use core::mem::{offset_of, size_of};
 
-const DESC_SIZE: usize = 16;
+/// One entry of the descriptor table (`struct virtq_desc`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+struct Desc {
+    /// Physical address of the buffer.
+    addr: u64,
+    /// Length of the buffer in bytes.
+    len: u32,
+    /// `VIRTQ_DESC_F_*`.
+    flags: u16,
+    /// The next descriptor of a chain (unused: every buffer is one descriptor).
+    next: u16,
+}
+
+/// The start of the available ring (`struct virtq_avail`), which the driver writes; `size`
+/// descriptor ids (`u16`) follow, then `used_event` (`u16`).
+#[repr(C)]
+struct AvailHeader {
+    flags: u16,
+    /// Where the driver will put the next id (free-running, modulo 2^16).
+    idx: u16,
+}
+
+/// The start of the used ring (`struct virtq_used`), which the device writes; `size`
+/// [`UsedElem`]s follow, then `avail_event` (`u16`).
+#[repr(C)]
+struct UsedHeader {
+    /// `VIRTQ_USED_F_*`.
+    flags: u16,
+    /// Where the device will put the next completion (free-running, modulo 2^16).
+    idx: u16,
+}
+
+/// One completion in the used ring (`struct virtq_used_elem`). Both fields come from the
+/// device and are checked before use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+struct UsedElem {
+    /// The descriptor (head of the chain) the device is done with.
+    id: u32,
+    /// How many bytes the device wrote into it.
+    len: u32,
+}
+
+/// An entry of the available ring: a descriptor id.
+type AvailElem = u16;
+/// The event-index field after either ring (`used_event`, `avail_event`; not used here, but
+/// part of the layout).
+type EventIdx = u16;
+
 /// Descriptor flag: the device writes this buffer.
 const VIRTQ_DESC_F_WRITE: u16 = 2;
 /// Used-ring flag: the device does not need notifications.
 const VIRTQ_USED_F_NO_NOTIFY: u16 = 1;
+/// Alignment of the used ring in the legacy layout (`QueueAlign`), and of the allocation.
+const PAGE: usize = 4096;
 
 /// Byte offsets of the parts of a queue of `size` entries: (available ring, used ring, total).
 pub fn layout(size: u16) -> (usize, usize, usize) {
     let n = usize::from(size);
-    let avail = DESC_SIZE * n;
-    let used = (avail + 6 + 2 * n).next_multiple_of(4096);
-    let total = (used + 6 + 8 * n).next_multiple_of(4096);
+    let avail = size_of::<Desc>() * n;
+    let avail_len = size_of::<AvailHeader>() + size_of::<AvailElem>() * n + size_of::<EventIdx>();
+    let used = (avail + avail_len).next_multiple_of(PAGE);
+    let used_len = size_of::<UsedHeader>() + size_of::<UsedElem>() * n + size_of::<EventIdx>();
+    let total = (used + used_len).next_multiple_of(PAGE);
     (avail, used, total)
 }
 
@@ -101,40 +162,39 @@ impl Queue {
         let Some(id) = self.free.pop() else {
             return Err(buf);
         };
-        let d = usize::from(id) * DESC_SIZE;
-        self.mem.write_u64(d, buf.paddr());
-        self.mem.write_u32(d + 8, len.min(buf.len()) as u32);
-        self.mem
-            .write_u16(d + 12, if device_writes { VIRTQ_DESC_F_WRITE } else { 0 });
-        self.mem.write_u16(d + 14, 0);
+        self.write_desc(
+            id,
+            Desc {
+                addr: buf.paddr(),
+                len: len.min(buf.len()) as u32,
+                flags: if device_writes { VIRTQ_DESC_F_WRITE } else { 0 },
+                next: 0,
+            },
+        );
         self.in_flight[usize::from(id)] = Some(buf);
-        let slot = usize::from(self.avail_idx % self.size);
-        self.mem.write_u16(self.avail_off + 4 + 2 * slot, id);
+        self.mem.write_u16(self.avail_entry(self.avail_idx), id);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         // The descriptor and ring entry must be visible before the index that publishes them.
         fence_release();
-        self.mem.write_u16(self.avail_off + 2, self.avail_idx);
+        self.mem.write_u16(self.avail_idx_at(), self.avail_idx);
         Ok(())
     }
 
     /// Whether the device wants to be notified of new buffers.
     pub fn needs_notify(&self) -> bool {
         fence_release();
-        self.mem.read_u16(self.used_off) & VIRTQ_USED_F_NO_NOTIFY == 0
+        self.mem.read_u16(self.used_flags_at()) & VIRTQ_USED_F_NO_NOTIFY == 0
     }
 
     /// The next completion, if the device reported one.
     pub fn pop_used(&mut self) -> Option<Used> {
-        let idx = self.mem.read_u16(self.used_off + 2);
+        let idx = self.mem.read_u16(self.used_idx_at());
         if idx == self.last_used {
             return None;
         }
         // The entry must be read after the index that published it.
         fence_acquire();
-        let slot = usize::from(self.last_used % self.size);
-        let e = self.used_off + 4 + 8 * slot;
-        let id = self.mem.read_u32(e);
-        let len = self.mem.read_u32(e + 4);
+        let UsedElem { id, len } = self.read_used(self.last_used);
         self.last_used = self.last_used.wrapping_add(1);
         let taken = usize::try_from(id)
             .ok()
@@ -151,27 +211,84 @@ impl Queue {
         }
     }
 
+    /// Writes descriptor `id` of the table.
+    fn write_desc(&self, id: u16, d: Desc) {
+        let at = usize::from(id) * size_of::<Desc>();
+        self.mem.write_u64(at + offset_of!(Desc, addr), d.addr);
+        self.mem.write_u32(at + offset_of!(Desc, len), d.len);
+        self.mem.write_u16(at + offset_of!(Desc, flags), d.flags);
+        self.mem.write_u16(at + offset_of!(Desc, next), d.next);
+    }
+
+    /// Offset of the available ring's index.
+    fn avail_idx_at(&self) -> usize {
+        self.avail_off + offset_of!(AvailHeader, idx)
+    }
+
+    /// Offset of the available-ring entry that free-running index `idx` names.
+    fn avail_entry(&self, idx: u16) -> usize {
+        self.avail_off
+            + size_of::<AvailHeader>()
+            + size_of::<AvailElem>() * usize::from(idx % self.size)
+    }
+
+    /// Offset of the used ring's flags.
+    fn used_flags_at(&self) -> usize {
+        self.used_off + offset_of!(UsedHeader, flags)
+    }
+
+    /// Offset of the used ring's index.
+    fn used_idx_at(&self) -> usize {
+        self.used_off + offset_of!(UsedHeader, idx)
+    }
+
+    /// Offset of the used-ring entry that free-running index `idx` names.
+    fn used_entry(&self, idx: u16) -> usize {
+        self.used_off
+            + size_of::<UsedHeader>()
+            + size_of::<UsedElem>() * usize::from(idx % self.size)
+    }
+
+    /// Reads the used-ring entry that free-running index `idx` names, as the device wrote it
+    /// (unchecked: the caller checks both fields).
+    fn read_used(&self, idx: u16) -> UsedElem {
+        let at = self.used_entry(idx);
+        UsedElem {
+            id: self.mem.read_u32(at + offset_of!(UsedElem, id)),
+            len: self.mem.read_u32(at + offset_of!(UsedElem, len)),
+        }
+    }
+
     /// Test support: plays the device, completing descriptor `id` with `len` bytes.
     #[cfg(test)]
     pub(crate) fn device_complete(&self, id: u32, len: u32) {
-        let idx = self.mem.read_u16(self.used_off + 2);
-        let slot = usize::from(idx % self.size);
-        let e = self.used_off + 4 + 8 * slot;
-        self.mem.write_u32(e, id);
-        self.mem.write_u32(e + 4, len);
-        self.mem.write_u16(self.used_off + 2, idx.wrapping_add(1));
+        let idx_at = self.used_idx_at();
+        let idx = self.mem.read_u16(idx_at);
+        let at = self.used_entry(idx);
+        self.mem.write_u32(at + offset_of!(UsedElem, id), id);
+        self.mem.write_u32(at + offset_of!(UsedElem, len), len);
+        self.mem.write_u16(idx_at, idx.wrapping_add(1));
     }
 
     /// Test support: the descriptor ids in the available ring, oldest first.
     #[cfg(test)]
     pub(crate) fn device_avail(&self) -> Vec<u16> {
-        let n = self.mem.read_u16(self.avail_off + 2);
+        let n = self.mem.read_u16(self.avail_idx_at());
         (0..n)
-            .map(|i| {
-                self.mem
-                    .read_u16(self.avail_off + 4 + 2 * usize::from(i % self.size))
-            })
+            .map(|i| self.mem.read_u16(self.avail_entry(i)))
             .collect()
+    }
+
+    /// Test support: descriptor `id` as the device reads it.
+    #[cfg(test)]
+    fn device_desc(&self, id: u16) -> Desc {
+        let at = usize::from(id) * size_of::<Desc>();
+        Desc {
+            addr: self.mem.read_u64(at + offset_of!(Desc, addr)),
+            len: self.mem.read_u32(at + offset_of!(Desc, len)),
+            flags: self.mem.read_u16(at + offset_of!(Desc, flags)),
+            next: self.mem.read_u16(at + offset_of!(Desc, next)),
+        }
     }
 }
 
@@ -181,6 +298,77 @@ mod tests {
 
     fn buf() -> Dma {
         Dma::zeroed(2048, 64).unwrap()
+    }
+
+    #[test]
+    fn ring_entries_have_the_specified_layout() {
+        // virtio 1.x §2.7.5: struct virtq_desc { le64 addr; le32 len; le16 flags; le16 next; }
+        assert_eq!(offset_of!(Desc, addr), 0);
+        assert_eq!(offset_of!(Desc, len), 8);
+        assert_eq!(offset_of!(Desc, flags), 12);
+        assert_eq!(offset_of!(Desc, next), 14);
+        assert_eq!(size_of::<Desc>(), 16);
+        // §2.7.6: struct virtq_avail { le16 flags; le16 idx; le16 ring[]; le16 used_event; }
+        assert_eq!(offset_of!(AvailHeader, flags), 0);
+        assert_eq!(offset_of!(AvailHeader, idx), 2);
+        assert_eq!(size_of::<AvailHeader>(), 4);
+        assert_eq!(size_of::<AvailElem>(), 2);
+        // §2.7.8: struct virtq_used { le16 flags; le16 idx; struct virtq_used_elem ring[];
+        // le16 avail_event; } with struct virtq_used_elem { le32 id; le32 len; }
+        assert_eq!(offset_of!(UsedHeader, flags), 0);
+        assert_eq!(offset_of!(UsedHeader, idx), 2);
+        assert_eq!(size_of::<UsedHeader>(), 4);
+        assert_eq!(offset_of!(UsedElem, id), 0);
+        assert_eq!(offset_of!(UsedElem, len), 4);
+        assert_eq!(size_of::<UsedElem>(), 8);
+        assert_eq!(size_of::<EventIdx>(), 2);
+    }
+
+    #[test]
+    fn layout_matches_the_legacy_formula_and_the_ring_alignments() {
+        // The legacy layout (virtio 0.9.5 `vring_size`, `QueueAlign` 4096): descriptors, then
+        // the available ring (4 + 2n + 2 bytes), the used ring on the next page (4 + 8n + 2).
+        for size in [1u16, 2, 4, 256, 1024, 4096, 32768] {
+            let n = usize::from(size);
+            let (avail, used, total) = layout(size);
+            assert_eq!(avail, 16 * n);
+            assert_eq!(used, (16 * n + 6 + 2 * n).next_multiple_of(4096));
+            assert_eq!(total, (used + 6 + 8 * n).next_multiple_of(4096));
+            // §2.7: descriptor table 16-, available ring 2-, used ring 4-byte aligned.
+            assert_eq!(avail % 2, 0);
+            assert_eq!(used % 4, 0);
+        }
+    }
+
+    #[test]
+    fn a_posted_buffer_is_one_descriptor_with_its_address_length_and_direction() {
+        let mut q = Queue::new(4).unwrap();
+        let rx = buf();
+        let (rx_addr, rx_len) = (rx.paddr(), rx.len());
+        q.push(rx, 4096, true).ok().unwrap();
+        let tx = buf();
+        let tx_addr = tx.paddr();
+        q.push(tx, 60, false).ok().unwrap();
+        let ids = q.device_avail();
+        assert_eq!(
+            q.device_desc(ids[0]),
+            Desc {
+                addr: rx_addr,
+                len: rx_len as u32,
+                flags: VIRTQ_DESC_F_WRITE,
+                next: 0
+            },
+            "the length is capped at the buffer's"
+        );
+        assert_eq!(
+            q.device_desc(ids[1]),
+            Desc {
+                addr: tx_addr,
+                len: 60,
+                flags: 0,
+                next: 0
+            }
+        );
     }
 
     #[test]
@@ -246,10 +434,8 @@ mod tests {
         let mut q = Queue::new(2).unwrap();
         for round in 0..70_000u32 {
             q.push(buf(), 100, false).ok().unwrap();
-            let idx = q.mem.read_u16(q.avail_off + 2).wrapping_sub(1);
-            let id = q
-                .mem
-                .read_u16(q.avail_off + 4 + 2 * usize::from(idx % q.size));
+            let idx = q.mem.read_u16(q.avail_idx_at()).wrapping_sub(1);
+            let id = q.mem.read_u16(q.avail_entry(idx));
             q.device_complete(u32::from(id), 100);
             assert!(
                 matches!(q.pop_used(), Some(Used::Done { len: 100, .. })),
