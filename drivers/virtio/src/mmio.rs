@@ -38,6 +38,13 @@ const QUEUE_DEVICE_LOW: usize = 0x0a0;
 const QUEUE_DEVICE_HIGH: usize = 0x0a4;
 const CONFIG: usize = 0x100;
 
+/// The page size a version 1 device is told (`GuestPageSize`), in which `QueuePFN` counts;
+/// also the used ring's alignment (`QueueAlign`), which the queue layout follows.
+const LEGACY_PAGE_SIZE: u32 = 1 << LEGACY_PAGE_SHIFT;
+const LEGACY_PAGE_SHIFT: u32 = 12;
+/// `QueueReady`: the queue is in use.
+const QUEUE_IS_READY: u32 = 1;
+
 /// A device announced on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CmdlineDevice {
@@ -130,7 +137,7 @@ impl Transport for MmioTransport {
         self.regs.write32(DRIVER_FEATURES_SEL, 1);
         self.regs.write32(DRIVER_FEATURES, (f >> 32) as u32);
         if self.version == 1 {
-            self.regs.write32(GUEST_PAGE_SIZE, 4096);
+            self.regs.write32(GUEST_PAGE_SIZE, LEGACY_PAGE_SIZE);
         }
     }
 
@@ -158,8 +165,9 @@ impl Transport for MmioTransport {
         self.regs.write32(QUEUE_SEL, u32::from(q));
         self.regs.write32(QUEUE_NUM, u32::from(queue.size()));
         if self.version == 1 {
-            let pfn = u32::try_from(desc >> 12).map_err(|_| InitError::QueueAddress)?;
-            self.regs.write32(QUEUE_ALIGN, 4096);
+            let pfn =
+                u32::try_from(desc >> LEGACY_PAGE_SHIFT).map_err(|_| InitError::QueueAddress)?;
+            self.regs.write32(QUEUE_ALIGN, LEGACY_PAGE_SIZE);
             self.regs.write32(QUEUE_PFN, pfn);
         } else {
             self.regs.write32(QUEUE_DESC_LOW, desc as u32);
@@ -168,7 +176,7 @@ impl Transport for MmioTransport {
             self.regs.write32(QUEUE_DRIVER_HIGH, (avail >> 32) as u32);
             self.regs.write32(QUEUE_DEVICE_LOW, used as u32);
             self.regs.write32(QUEUE_DEVICE_HIGH, (used >> 32) as u32);
-            self.regs.write32(QUEUE_READY, 1);
+            self.regs.write32(QUEUE_READY, QUEUE_IS_READY);
         }
         Ok(())
     }

@@ -1,202 +1,105 @@
-//! PCI: configuration space (the 0xcf8/0xcfc mechanism, present on q35 and pc), the bus scan,
-//! BARs, MSI-X, and the virtio-pci transport (virtio 1.x §4.1) in its modern form
-//! (capabilities in memory BARs) and its legacy form (registers in I/O BAR 0).
+//! PCI: the virtio-pci transport (virtio 1.x §4.1) in its modern form (capabilities in
+//! memory BARs) and its legacy form (registers in I/O BAR 0), and MSI-X; configuration space,
+//! the bus scan and BARs are in [`config`].
 //!
 //! The firmware (SeaBIOS on QEMU) has assigned the BARs; fata identity-maps and uncaches the
 //! low 4 GiB, so a BAR below 4 GiB is usable as is. BARs above 4 GiB are refused.
+//!
+//! Safe code: the register windows come from [`config`], the one PCI module with `unsafe`.
+
+#[allow(unsafe_code)]
+pub mod config;
 
 use crate::queue::Queue;
 use crate::regs::{Mmio, Pio};
 use crate::transport::{InitError, Transport};
-use alloc::vec::Vec;
+pub use config::{Bar, Bdf, scan};
+use config::{CAP_ID_MSIX, CAP_ID_VENDOR, SUBSYSTEM_ID};
 use core::fmt;
 
-/// Address of one PCI function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Bdf {
-    pub bus: u8,
-    pub dev: u8,
-    pub func: u8,
-}
-
-impl fmt::Display for Bdf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02x}:{:02x}.{}", self.bus, self.dev, self.func)
-    }
-}
-
-fn config_ports() -> Pio {
-    // SAFETY: 0xcf8..0xcff are the PCI configuration mechanism #1 ports, owned by this module.
-    unsafe { Pio::new(0xcf8) }
-}
-
-impl Bdf {
-    fn address(&self, off: u8) -> u32 {
-        0x8000_0000
-            | (u32::from(self.bus) << 16)
-            | (u32::from(self.dev & 31) << 11)
-            | (u32::from(self.func & 7) << 8)
-            | u32::from(off & 0xfc)
-    }
-
-    /// Reads a configuration dword.
-    pub fn read32(&self, off: u8) -> u32 {
-        let p = config_ports();
-        p.write32(0, self.address(off));
-        p.read32(4)
-    }
-
-    /// Reads a configuration word.
-    pub fn read16(&self, off: u8) -> u16 {
-        (self.read32(off) >> ((off & 2) * 8)) as u16
-    }
-
-    /// Reads a configuration byte.
-    pub fn read8(&self, off: u8) -> u8 {
-        (self.read32(off) >> ((off & 3) * 8)) as u8
-    }
-
-    /// Writes a configuration dword.
-    pub fn write32(&self, off: u8, v: u32) {
-        let p = config_ports();
-        p.write32(0, self.address(off));
-        p.write32(4, v);
-    }
-
-    /// Writes a configuration word.
-    pub fn write16(&self, off: u8, v: u16) {
-        let shift = (off & 2) * 8;
-        let old = self.read32(off);
-        let new = (old & !(0xffff << shift)) | (u32::from(v) << shift);
-        self.write32(off, new);
-    }
-
-    /// Vendor and device id.
-    pub fn ids(&self) -> (u16, u16) {
-        let v = self.read32(0);
-        (v as u16, (v >> 16) as u16)
-    }
-
-    /// The capabilities: (id, offset) pairs, at most 48 (a looping list ends there).
-    pub fn capabilities(&self) -> Vec<(u8, u8)> {
-        let mut caps = Vec::new();
-        if self.read16(0x06) & (1 << 4) == 0 {
-            return caps;
-        }
-        let mut p = self.read8(0x34) & 0xfc;
-        while p >= 0x40 && caps.len() < 48 {
-            caps.push((self.read8(p), p));
-            p = self.read8(p + 1) & 0xfc;
-        }
-        caps
-    }
-
-    /// BAR `i` decoded: `Bar::Io(port)` or `Bar::Mem(address)`.
-    pub fn bar(&self, i: u8) -> Option<Bar> {
-        if i > 5 {
-            return None;
-        }
-        let v = self.read32(0x10 + 4 * i);
-        if v & 1 == 1 {
-            return u16::try_from(v & !3).ok().filter(|&p| p != 0).map(Bar::Io);
-        }
-        let mut addr = u64::from(v & !0xf);
-        if (v >> 1) & 3 == 2 && i < 5 {
-            addr |= u64::from(self.read32(0x10 + 4 * (i + 1))) << 32;
-        }
-        (addr != 0).then_some(Bar::Mem(addr))
-    }
-
-    /// Enables I/O and memory decoding and bus mastering.
-    pub fn enable(&self) {
-        let cmd = self.read16(0x04);
-        self.write16(0x04, cmd | 0x7);
-    }
-}
-
-/// A decoded base address register.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bar {
-    /// I/O ports.
-    Io(u16),
-    /// Memory at a physical address.
-    Mem(u64),
-}
-
-/// Every function on every bus reachable from bus 0.
-pub fn scan() -> Vec<Bdf> {
-    let mut found = Vec::new();
-    let mut buses = alloc::vec![0u8];
-    let mut seen = [false; 256];
-    while let Some(bus) = buses.pop() {
-        if core::mem::replace(&mut seen[usize::from(bus)], true) {
-            continue;
-        }
-        for dev in 0..32 {
-            let f0 = Bdf { bus, dev, func: 0 };
-            if f0.ids().0 == 0xffff {
-                continue;
-            }
-            let funcs = if f0.read8(0x0e) & 0x80 != 0 { 8 } else { 1 };
-            for func in 0..funcs {
-                let b = Bdf { bus, dev, func };
-                if b.ids().0 == 0xffff {
-                    continue;
-                }
-                if b.read8(0x0e) & 0x7f == 1 {
-                    buses.push(b.read8(0x19));
-                }
-                found.push(b);
-            }
-        }
-    }
-    found
-}
-
-/// Highest physical address fata maps for MMIO.
-const MAPPED_LIMIT: u64 = 4 << 30;
-
-fn mmio_window(b: &Bdf, bar: u8, offset: u32, len: u32) -> Option<Mmio> {
-    let Bar::Mem(base) = b.bar(bar)? else {
-        return None;
-    };
-    let start = base.checked_add(u64::from(offset))?;
-    let end = start.checked_add(u64::from(len))?;
-    if end > MAPPED_LIMIT || len == 0 {
-        log::warn!(
-            "virtio-pci {b}: BAR {bar} region {start:#x}..{end:#x} is above 4 GiB; not usable"
-        );
-        return None;
-    }
-    // SAFETY: the range lies in a memory BAR the firmware assigned to this device, below
-    // 4 GiB where fata maps non-RAM uncached; this transport is its only user.
-    Some(unsafe { Mmio::new(start as usize, len as usize) })
-}
+// The MSI-X capability (PCI Local Bus Specification 3.0 §6.8.2), relative to its start.
+/// Message Control (16 bits).
+const MSIX_CONTROL: u8 = 2;
+/// Table offset (bits 3..31) and the BAR that holds the table (bits 0..2), 32 bits.
+const MSIX_TABLE: u8 = 4;
+/// Message Control: MSI-X is on.
+const MSIX_CONTROL_ENABLE: u16 = 1 << 15;
+/// Message Control: every vector is masked.
+const MSIX_CONTROL_FUNCTION_MASK: u16 = 1 << 14;
+/// The BAR indicator bits of the table register.
+const MSIX_TABLE_BIR: u32 = 0x7;
+// One 16-byte entry of the MSI-X table.
+const MSIX_ENTRY_SIZE: u32 = 16;
+const MSIX_ENTRY_ADDR_LO: usize = 0;
+const MSIX_ENTRY_ADDR_HI: usize = 4;
+const MSIX_ENTRY_DATA: usize = 8;
+const MSIX_ENTRY_VECTOR_CONTROL: usize = 12;
+/// Message address of the local APIC with destination APIC id 0 (the boot CPU).
+const MSI_ADDRESS_BOOT_CPU: u32 = 0xfee0_0000;
+/// The MSI-X table entry fata uses for all of a device's interrupts.
+const MSIX_ENTRY: u16 = 0;
 
 /// Points MSI-X table entry 0 at `vector` on the boot CPU and enables MSI-X. Returns whether
 /// the device has MSI-X.
 pub fn enable_msix(b: &Bdf, vector: u8) -> bool {
-    let Some(&(_, cap)) = b.capabilities().iter().find(|(id, _)| *id == 0x11) else {
+    let Some(&(_, cap)) = b.capabilities().iter().find(|(id, _)| *id == CAP_ID_MSIX) else {
         return false;
     };
-    let table = b.read32(cap + 4);
-    let Some(t) = mmio_window(b, (table & 7) as u8, table & !7, 16) else {
+    let table = b.read32(cap + MSIX_TABLE);
+    let Some(t) = b.mmio_window(
+        (table & MSIX_TABLE_BIR) as u8,
+        table & !MSIX_TABLE_BIR,
+        MSIX_ENTRY_SIZE,
+    ) else {
         return false;
     };
-    t.write32(0, 0xfee0_0000); // message address: LAPIC, destination APIC id 0
-    t.write32(4, 0);
-    t.write32(8, u32::from(vector)); // fixed delivery, edge
-    t.write32(12, 0); // unmasked
-    let ctl = b.read16(cap + 2);
-    b.write16(cap + 2, (ctl | 0x8000) & !0x4000);
+    t.write32(MSIX_ENTRY_ADDR_LO, MSI_ADDRESS_BOOT_CPU);
+    t.write32(MSIX_ENTRY_ADDR_HI, 0);
+    t.write32(MSIX_ENTRY_DATA, u32::from(vector)); // fixed delivery, edge
+    t.write32(MSIX_ENTRY_VECTOR_CONTROL, 0); // unmasked
+    let ctl = b.read16(cap + MSIX_CONTROL);
+    b.write16(
+        cap + MSIX_CONTROL,
+        (ctl | MSIX_CONTROL_ENABLE) & !MSIX_CONTROL_FUNCTION_MASK,
+    );
     true
 }
 
+/// The vendor id of virtio devices.
+const VIRTIO_VENDOR: u16 = 0x1af4;
+/// Device id of a modern (virtio 1.x only) network device: 0x1040 + `VIRTIO_ID_NET`.
+const VIRTIO_DEVICE_NET: u16 = 0x1041;
+/// Device id of a transitional network device (legacy and modern interfaces).
+const VIRTIO_DEVICE_NET_TRANSITIONAL: u16 = 0x1000;
+/// Virtio device type of a network device (`VIRTIO_ID_NET`), a transitional device's
+/// subsystem id.
+const VIRTIO_ID_NET: u16 = 1;
+
+// A virtio vendor capability (`struct virtio_pci_cap`, §4.1.4), relative to its start. It
+// begins with the generic `cap_vndr` and `cap_next` ([`config::CAP_ID`], [`config::CAP_NEXT`])
+// and `cap_len` (at 2, not needed: the fields below are inside every version's capability).
+/// `cfg_type` (8 bits): which register block the capability locates.
+const VIRTIO_CAP_CFG_TYPE: u8 = 3;
+/// `bar` (8 bits): the BAR that holds the block.
+const VIRTIO_CAP_BAR: u8 = 4;
+/// `offset` (32 bits): where the block starts in the BAR.
+const VIRTIO_CAP_OFFSET: u8 = 8;
+/// `length` (32 bits): the length of the block.
+const VIRTIO_CAP_LENGTH: u8 = 12;
+/// `notify_off_multiplier` (32 bits), only in the notification capability
+/// (`struct virtio_pci_notify_cap`).
+const VIRTIO_CAP_NOTIFY_OFF_MULTIPLIER: u8 = 16;
+
+// `cfg_type` values: the register blocks.
+/// Common configuration (`struct virtio_pci_common_cfg`).
 const VIRTIO_PCI_CAP_COMMON: u8 = 1;
+/// Notifications.
 const VIRTIO_PCI_CAP_NOTIFY: u8 = 2;
+/// The interrupt status byte.
 const VIRTIO_PCI_CAP_ISR: u8 = 3;
+/// Device-specific configuration.
 const VIRTIO_PCI_CAP_DEVICE: u8 = 4;
-/// No MSI-X vector.
+/// No MSI-X vector (`VIRTIO_MSI_NO_VECTOR`).
 const NO_VECTOR: u16 = 0xffff;
 
 /// The virtio-pci transport.
@@ -220,8 +123,10 @@ impl PciTransport {
     /// subsystem id 1).
     pub fn is_net(b: &Bdf) -> bool {
         match b.ids() {
-            (0x1af4, 0x1041) => true,
-            (0x1af4, 0x1000) => b.read16(0x2e) == 1,
+            (VIRTIO_VENDOR, VIRTIO_DEVICE_NET) => true,
+            (VIRTIO_VENDOR, VIRTIO_DEVICE_NET_TRANSITIONAL) => {
+                b.read16(SUBSYSTEM_ID) == VIRTIO_ID_NET
+            }
             _ => false,
         }
     }
@@ -234,30 +139,27 @@ impl PciTransport {
         if !force_legacy && let Some(t) = Self::modern(b, msix) {
             return Some(t);
         }
-        let Bar::Io(port) = b.bar(0)? else {
-            return None;
-        };
-        // SAFETY: I/O BAR 0 of a virtio device is its legacy register block, used only here.
-        let io = unsafe { Pio::new(port) };
+        // I/O BAR 0 of a virtio device is its legacy register block.
+        let io = b.io_window(LEGACY_BAR)?;
         Some(PciTransport::Legacy { bdf: b, io, msix })
     }
 
     fn modern(b: Bdf, msix: bool) -> Option<PciTransport> {
         let (mut common, mut notify, mut isr, mut device, mut mul) = (None, None, None, None, 0);
         for (id, cap) in b.capabilities() {
-            if id != 0x09 {
+            if id != CAP_ID_VENDOR {
                 continue;
             }
-            let kind = b.read8(cap + 3);
-            let bar = b.read8(cap + 4);
-            let off = b.read32(cap + 8);
-            let len = b.read32(cap + 12);
-            let w = || mmio_window(&b, bar, off, len);
+            let kind = b.read8(cap + VIRTIO_CAP_CFG_TYPE);
+            let bar = b.read8(cap + VIRTIO_CAP_BAR);
+            let off = b.read32(cap + VIRTIO_CAP_OFFSET);
+            let len = b.read32(cap + VIRTIO_CAP_LENGTH);
+            let w = || b.mmio_window(bar, off, len);
             match kind {
                 VIRTIO_PCI_CAP_COMMON if common.is_none() => common = w(),
                 VIRTIO_PCI_CAP_NOTIFY if notify.is_none() => {
                     notify = w();
-                    mul = b.read32(cap + 16);
+                    mul = b.read32(cap + VIRTIO_CAP_NOTIFY_OFF_MULTIPLIER);
                 }
                 VIRTIO_PCI_CAP_ISR if isr.is_none() => isr = w(),
                 VIRTIO_PCI_CAP_DEVICE if device.is_none() => device = w(),
@@ -266,9 +168,9 @@ impl PciTransport {
         }
         // Windows too small for the registers we use are refused here, so the accessors below
         // never see an offset outside them.
-        let common = common.filter(|w: &Mmio| w.len() >= 0x38)?;
-        let notify = notify.filter(|w: &Mmio| w.len() >= 2)?;
-        let isr = isr.filter(|w: &Mmio| !w.is_empty())?;
+        let common = common.filter(|w: &Mmio| w.len() >= COMMON_CFG_LEN)?;
+        let notify = notify.filter(|w: &Mmio| w.len() >= size_of::<u16>())?;
+        let isr = isr.filter(|w: &Mmio| w.len() >= ISR_LEN)?;
         Some(PciTransport::Modern {
             bdf: b,
             common,
@@ -281,7 +183,7 @@ impl PciTransport {
     }
 }
 
-// Modern common configuration offsets.
+// Modern common configuration (`struct virtio_pci_common_cfg`, §4.1.4.3).
 const DEVICE_FEATURE_SELECT: usize = 0x00;
 const DEVICE_FEATURE: usize = 0x04;
 const DRIVER_FEATURE_SELECT: usize = 0x08;
@@ -296,6 +198,16 @@ const QUEUE_NOTIFY_OFF: usize = 0x1e;
 const QUEUE_DESC: usize = 0x20;
 const QUEUE_DRIVER: usize = 0x28;
 const QUEUE_DEVICE: usize = 0x30;
+/// The common configuration up to the last field used (`queue_device`, 64 bits).
+const COMMON_CFG_LEN: usize = QUEUE_DEVICE + 8;
+/// The interrupt status register (8 bits) is the first byte of the ISR block.
+const ISR_STATUS: usize = 0;
+const ISR_LEN: usize = ISR_STATUS + 1;
+/// `queue_enable`: the queue is in use.
+const QUEUE_ENABLED: u16 = 1;
+
+/// The I/O BAR of the legacy interface.
+const LEGACY_BAR: u8 = 0;
 
 // Legacy register offsets.
 const L_HOST_FEATURES: u16 = 0x00;
@@ -308,6 +220,15 @@ const L_STATUS: u16 = 0x12;
 const L_ISR: u16 = 0x13;
 const L_CONFIG_VECTOR: u16 = 0x14;
 const L_QUEUE_VECTOR: u16 = 0x16;
+/// `L_QUEUE_PFN` takes the queue's address in 4 KiB pages.
+const LEGACY_PFN_SHIFT: u32 = 12;
+/// Device-specific configuration without MSI-X (the MSI-X registers are absent).
+const L_CONFIG: u16 = 0x14;
+/// Device-specific configuration with MSI-X (after `L_CONFIG_VECTOR` and `L_QUEUE_VECTOR`).
+const L_CONFIG_MSIX: u16 = 0x18;
+/// The device-specific configuration the legacy interface reaches (to the end of the BAR's
+/// 256 ports).
+const L_CONFIG_MAX: u16 = 0xff;
 
 impl Transport for PciTransport {
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
@@ -414,24 +335,26 @@ impl Transport for PciTransport {
                 common.write16(QUEUE_SELECT, q);
                 common.write16(QUEUE_SIZE, queue.size());
                 if *msix {
-                    common.write16(QUEUE_MSIX_VECTOR, 0);
+                    common.write16(QUEUE_MSIX_VECTOR, MSIX_ENTRY);
                 }
                 for (off, v) in [
                     (QUEUE_DESC, desc),
                     (QUEUE_DRIVER, avail),
                     (QUEUE_DEVICE, used),
                 ] {
+                    // A 64-bit field, written as its low and high dwords.
                     common.write32(off, v as u32);
-                    common.write32(off + 4, (v >> 32) as u32);
+                    common.write32(off + size_of::<u32>(), (v >> 32) as u32);
                 }
-                common.write16(QUEUE_ENABLE, 1);
+                common.write16(QUEUE_ENABLE, QUEUE_ENABLED);
             }
             PciTransport::Legacy { io, msix, .. } => {
                 io.write16(L_QUEUE_SELECT, q);
                 if *msix {
-                    io.write16(L_QUEUE_VECTOR, 0);
+                    io.write16(L_QUEUE_VECTOR, MSIX_ENTRY);
                 }
-                let pfn = u32::try_from(desc >> 12).map_err(|_| InitError::QueueAddress)?;
+                let pfn =
+                    u32::try_from(desc >> LEGACY_PFN_SHIFT).map_err(|_| InitError::QueueAddress)?;
                 io.write32(L_QUEUE_PFN, pfn);
             }
         }
@@ -460,7 +383,7 @@ impl Transport for PciTransport {
 
     fn ack_interrupt(&mut self) -> u8 {
         match self {
-            PciTransport::Modern { isr, .. } => isr.read8(0),
+            PciTransport::Modern { isr, .. } => isr.read8(ISR_STATUS),
             PciTransport::Legacy { io, .. } => io.read8(L_ISR),
         }
     }
@@ -475,8 +398,8 @@ impl Transport for PciTransport {
                 }
             }
             PciTransport::Legacy { io, msix, .. } => {
-                let base: u16 = if *msix { 0x18 } else { 0x14 };
-                io.read8(base + (off as u16).min(0xff))
+                let base = if *msix { L_CONFIG_MSIX } else { L_CONFIG };
+                io.read8(base + (off as u16).min(L_CONFIG_MAX))
             }
         }
     }
