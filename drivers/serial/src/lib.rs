@@ -6,14 +6,66 @@
 //! work in crash reports with interrupts off. Writing never fails and never blocks for long: if
 //! the transmitter stays busy (no UART present, a stalled host side), bytes are dropped after
 //! a bounded wait and counted.
+//!
+//! The port accesses are the only `unsafe` code, in the private `port` module; the crate
+//! denies `unsafe_code` everywhere else.
 #![no_std]
+#![deny(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
-use x86_64::instructions::port::Port;
+
+#[allow(unsafe_code)]
+mod port {
+    //! Byte-wide access to the UART's I/O ports.
+
+    use x86_64::instructions::port::Port;
+
+    /// Writes `v` to port `port`, one of a UART's registers.
+    pub(crate) fn write(port: u16, v: u8) {
+        // SAFETY: only `Uart` calls this, with a port of its own block `base..base+8`;
+        // writing UART registers has no effect beyond the UART.
+        unsafe { Port::<u8>::new(port).write(v) }
+    }
+
+    /// Reads port `port`, one of a UART's registers.
+    pub(crate) fn read(port: u16) -> u8 {
+        // SAFETY: as for `write`; reading these registers only affects the UART's own state.
+        unsafe { Port::<u8>::new(port).read() }
+    }
+}
 
 /// The I/O base of COM1.
 pub const COM1: u16 = 0x3f8;
 
+// Register offsets from the base. With the divisor latch (`LCR_DLAB`) on, the first two
+// hold the baud-rate divisor instead.
+/// Transmitter holding register (write); divisor latch low byte with DLAB.
+const THR: u16 = 0;
+/// Divisor latch low byte (with DLAB).
+const DLL: u16 = 0;
+/// Interrupt enable register; divisor latch high byte with DLAB.
+const IER: u16 = 1;
+/// Divisor latch high byte (with DLAB).
+const DLM: u16 = 1;
+/// FIFO control register (write).
+const FCR: u16 = 2;
+/// Line control register.
+const LCR: u16 = 3;
+/// Modem control register.
+const MCR: u16 = 4;
+/// Line status register.
+const LSR: u16 = 5;
+
+/// Line control: divisor latch access.
+const LCR_DLAB: u8 = 0x80;
+/// Line control: 8 data bits, no parity, 1 stop bit.
+const LCR_8N1: u8 = 0x03;
+/// FIFO control: enable, clear both FIFOs, interrupt at 14 bytes.
+const FCR_ENABLE_CLEAR_14: u8 = 0xc7;
+/// Modem control: DTR and RTS.
+const MCR_DTR_RTS: u8 = 0x03;
+/// Divisor for 115200 baud (the 1.8432 MHz clock / 16 / 115200).
+const DIVISOR_115200: u16 = 1;
 /// Line status register: transmitter holding register empty.
 const LSR_THRE: u8 = 1 << 5;
 /// How many status polls to wait for room before dropping a byte.
@@ -34,35 +86,29 @@ impl Uart {
         }
     }
 
-    fn port(&self, off: u16) -> Port<u8> {
-        Port::new(self.base + off)
-    }
-
     fn out(&self, off: u16, v: u8) {
-        // SAFETY: the ports `base..base+8` belong to this UART and writing its registers has
-        // no effect beyond the UART.
-        unsafe { self.port(off).write(v) }
+        port::write(self.base + off, v);
     }
 
     fn inp(&self, off: u16) -> u8 {
-        // SAFETY: as for `out`; reading these registers only affects the UART's own state.
-        unsafe { self.port(off).read() }
+        port::read(self.base + off)
     }
 
     /// Programs 115200 baud, 8N1, FIFOs on, interrupts off.
     pub fn init(&self) {
-        self.out(1, 0x00); // no interrupts
-        self.out(3, 0x80); // DLAB on
-        self.out(0, 0x01); // divisor 1: 115200 baud
-        self.out(1, 0x00);
-        self.out(3, 0x03); // 8N1, DLAB off
-        self.out(2, 0xc7); // FIFO on, cleared, 14-byte threshold
-        self.out(4, 0x03); // DTR, RTS
+        self.out(IER, 0x00); // no interrupts
+        self.out(LCR, LCR_DLAB);
+        let [lo, hi] = DIVISOR_115200.to_le_bytes();
+        self.out(DLL, lo);
+        self.out(DLM, hi);
+        self.out(LCR, LCR_8N1); // and DLAB off
+        self.out(FCR, FCR_ENABLE_CLEAR_14);
+        self.out(MCR, MCR_DTR_RTS);
     }
 
     fn put(&self, b: u8) {
         let mut spins = 0;
-        while self.inp(5) & LSR_THRE == 0 {
+        while self.inp(LSR) & LSR_THRE == 0 {
             spins += 1;
             if spins >= SPIN_LIMIT {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -70,7 +116,7 @@ impl Uart {
             }
             core::hint::spin_loop();
         }
-        self.out(0, b);
+        self.out(THR, b);
     }
 
     /// Writes `bytes`, turning `\n` into `\r\n`.
