@@ -102,7 +102,10 @@ pub fn tss_descriptor(base: u64) -> [u64; 2] {
     [low, base >> 32]
 }
 
+/// The image side: the static tables and the instructions that load them, which need
+/// `unsafe` (a write-once static, `lgdt`/`ltr`/`lidt`, the trap stubs' symbol).
 #[cfg(not(test))]
+#[allow(unsafe_code)]
 mod imp {
     use super::*;
     use crate::layout::ImageLayout;

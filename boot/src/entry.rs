@@ -1,6 +1,9 @@
 //! The PVH entry point, written in assembly because no Rust can run before SSE, long mode
 //! and a stack exist. Also the ELF note that tells PVH loaders (QEMU `-kernel`, Firecracker,
 //! Cloud Hypervisor, Xen) where to enter, and the boot and IST stacks with their guard pages.
+//!
+//! Wholly `unsafe` by nature (`global_asm!`), hence allowed `unsafe_code` in `lib.rs`; it holds
+//! no Rust code.
 
 // Sizes of the stacks. The boot stack runs all Rust code (the executor and every task);
 // the interrupt stacks run trap handlers only. Each stack has an unmapped 4 KiB guard page

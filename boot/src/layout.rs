@@ -66,7 +66,10 @@ impl ImageLayout {
     }
 }
 
+/// The linker's symbols. Declaring them takes an `unsafe extern` block (the only `unsafe`
+/// here); only their addresses are used, which is safe.
 #[cfg(not(test))]
+#[allow(unsafe_code)]
 mod symbols {
     use super::{ImageLayout, Range, Stack};
 

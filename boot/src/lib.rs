@@ -16,15 +16,25 @@
 //! Only images link this crate's symbols: the assembly, `mem*` and the unwinding dummies
 //! are compiled only with the `image` feature (which `fata` turns on with its bare-metal
 //! platform features) and never in host unit tests.
+//!
+//! `unsafe` is inherent to this layer, but it is still kept out of the logic: the crate denies
+//! `unsafe_code`, and allows it only in `entry` (assembly), `mem` (the `mem*` symbols) and
+//! in the image-only `imp`/`symbols` submodules of [`cpu`], [`layout`], [`paging`],
+//! [`start_info`] and [`trap`], which hold the statics, the privileged instructions and the
+//! raw memory reads. What those modules compute (descriptor encodings, the page-table plan,
+//! the start-info checks, crash diagnosis) is safe code, unit-tested on the host.
 #![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
 // Code used only by the image (entry, hardware init) is dead in host unit tests.
 #![cfg_attr(test, allow(dead_code))]
 
 pub mod cpu;
 #[cfg(all(feature = "image", not(test)))]
+#[allow(unsafe_code)]
 mod entry;
 pub mod layout;
 #[cfg(all(feature = "image", not(test)))]
+#[allow(unsafe_code)]
 mod mem;
 pub mod paging;
 pub mod start_info;

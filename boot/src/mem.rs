@@ -6,6 +6,9 @@
 //! ERMSB, and opaque to LLVM, which would otherwise turn a byte loop back into a call to the
 //! very function it implements) and a plain loop for the comparisons, kept opaque with
 //! `black_box`-free volatile-free code that LLVM does not pattern-match to `memcmp`.
+//!
+//! Wholly `unsafe` by nature (raw-pointer functions exported under fixed symbol names), hence
+//! allowed `unsafe_code` in `lib.rs`; nothing else lives here.
 
 use core::arch::asm;
 

@@ -178,7 +178,10 @@ pub fn build(
     Ok(())
 }
 
+/// The image side: the static tables and the switch to them, which need `unsafe` (a
+/// write-once static, the write to CR3).
 #[cfg(not(test))]
+#[allow(unsafe_code)]
 mod imp {
     use super::*;
 

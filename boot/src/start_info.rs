@@ -224,7 +224,10 @@ pub fn parse(
     Ok(())
 }
 
+/// The image side: the static copy and the reads of physical memory, which need `unsafe`
+/// (a raw copy from a loader-supplied address, a write-once static).
 #[cfg(not(test))]
+#[allow(unsafe_code)]
 mod imp {
     use super::*;
 

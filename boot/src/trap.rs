@@ -220,71 +220,75 @@ pub fn report(
     Ok(())
 }
 
+/// The image side: the entry from the stubs and the CPU state it reads, which need `unsafe`
+/// (the `fata_trap` symbol, reads of CR2 and of the interrupted stack, `hlt`).
 #[cfg(not(test))]
-fn read_cr2() -> u64 {
-    let cr2: u64;
-    // SAFETY: reading CR2 has no side effects; we run at CPL 0.
-    unsafe {
-        core::arch::asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags))
-    };
-    cr2
-}
+#[allow(unsafe_code)]
+mod imp {
+    use super::*;
 
-/// Up to 8 words from the interrupted stack, only if they lie inside one of the image's
-/// stacks (so reading them cannot fault again).
-#[cfg(not(test))]
-fn stack_words(layout: &ImageLayout, rsp: u64, out: &mut [u64; 8]) -> usize {
-    let Some(stack) = layout.stack_of(rsp) else {
-        return 0;
-    };
-    let n = (((stack.memory.end - rsp) / 8) as usize).min(out.len());
-    for (i, w) in out.iter_mut().take(n).enumerate() {
-        // SAFETY: `rsp + 8 * i` is 8 bytes below the end of a mapped, writable stack of the
-        // image (checked above); a stack holds plain words, so any bit pattern is valid.
-        *w = unsafe { core::ptr::read_volatile((rsp + 8 * i as u64) as *const u64) };
+    fn read_cr2() -> u64 {
+        let cr2: u64;
+        // SAFETY: reading CR2 has no side effects; we run at CPL 0.
+        unsafe {
+            core::arch::asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags))
+        };
+        cr2
     }
-    n
-}
 
-/// Entry from the assembly stubs.
-#[cfg(not(test))]
-#[unsafe(no_mangle)]
-extern "C" fn fata_trap(frame: &mut TrapFrame) {
-    let v = frame.vector;
-    if v >= 32 {
-        PENDING[(v / 64) as usize].fetch_or(1 << (v % 64), Ordering::AcqRel);
-        if let Some(h) = HOOKS.get() {
-            (h.interrupt)(v as u8);
+    /// Up to 8 words from the interrupted stack, only if they lie inside one of the image's
+    /// stacks (so reading them cannot fault again).
+    fn stack_words(layout: &ImageLayout, rsp: u64, out: &mut [u64; 8]) -> usize {
+        let Some(stack) = layout.stack_of(rsp) else {
+            return 0;
+        };
+        let n = (((stack.memory.end - rsp) / 8) as usize).min(out.len());
+        for (i, w) in out.iter_mut().take(n).enumerate() {
+            // SAFETY: `rsp + 8 * i` is 8 bytes below the end of a mapped, writable stack of the
+            // image (checked above); a stack holds plain words, so any bit pattern is valid.
+            *w = unsafe { core::ptr::read_volatile((rsp + 8 * i as u64) as *const u64) };
         }
-        return;
+        n
     }
-    let Some(hooks) = HOOKS.get() else {
-        // No console yet: nothing to report through; stop the CPU.
-        halt_forever()
-    };
-    if CRASHING.swap(true, Ordering::SeqCst) {
-        (hooks.console)(b"\nfata: another CPU exception while reporting a crash\n");
+
+    /// Entry from the assembly stubs.
+    #[unsafe(no_mangle)]
+    extern "C" fn fata_trap(frame: &mut TrapFrame) {
+        let v = frame.vector;
+        if v >= 32 {
+            PENDING[(v / 64) as usize].fetch_or(1 << (v % 64), Ordering::AcqRel);
+            if let Some(h) = HOOKS.get() {
+                (h.interrupt)(v as u8);
+            }
+            return;
+        }
+        let Some(hooks) = HOOKS.get() else {
+            // No console yet: nothing to report through; stop the CPU.
+            halt_forever()
+        };
+        if CRASHING.swap(true, Ordering::SeqCst) {
+            (hooks.console)(b"\nfata: another CPU exception while reporting a crash\n");
+            (hooks.crash)()
+        }
+        let layout = ImageLayout::current();
+        let cr2 = read_cr2();
+        let mut words = [0u64; 8];
+        let n = stack_words(&layout, frame.rsp, &mut words);
+        let _ = report(
+            &mut Console,
+            frame,
+            cr2,
+            diagnose(&layout, v, frame.error, cr2),
+            &words[..n],
+        );
         (hooks.crash)()
     }
-    let layout = ImageLayout::current();
-    let cr2 = read_cr2();
-    let mut words = [0u64; 8];
-    let n = stack_words(&layout, frame.rsp, &mut words);
-    let _ = report(
-        &mut Console,
-        frame,
-        cr2,
-        diagnose(&layout, v, frame.error, cr2),
-        &words[..n],
-    );
-    (hooks.crash)()
-}
 
-#[cfg(not(test))]
-fn halt_forever() -> ! {
-    loop {
-        // SAFETY: stopping the CPU with interrupts off is always allowed at CPL 0.
-        unsafe { core::arch::asm!("cli; hlt", options(nomem, nostack)) };
+    fn halt_forever() -> ! {
+        loop {
+            // SAFETY: stopping the CPU with interrupts off is always allowed at CPL 0.
+            unsafe { core::arch::asm!("cli; hlt", options(nomem, nostack)) };
+        }
     }
 }
 
