@@ -8,6 +8,7 @@
 //! (kvmclock would be preferable on KVM; KVM is unusable on the development machines, so it is
 //! not implemented yet — see docs/platforms.md.)
 
+use crate::cpu::rdtsc;
 use crate::pio::{inb, outb};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -17,12 +18,6 @@ static LAST: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static WALL_AT_ZERO: AtomicU64 = AtomicU64::new(0);
 static HAVE_WALL: AtomicBool = AtomicBool::new(false);
-
-/// Reads the time-stamp counter.
-pub(crate) fn rdtsc() -> u64 {
-    // SAFETY: RDTSC is available on every x86_64 CPU and has no side effects.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
 
 /// Where the TSC frequency came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! found by scanning PCI. Each acquired device gets an event slot: its interrupt is routed to
 //! vector `0x30 + slot` and `wait` reports bit `slot`.
 
-use crate::ioapic;
+use crate::{ioapic, mmio};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
@@ -13,33 +13,21 @@ use fata_hal::net::OpenError;
 use fata_virtio::mmio::{MmioTransport, parse_cmdline_device};
 use fata_virtio::net::{Budget, VirtioNet};
 use fata_virtio::pci::{self, PciTransport};
-use fata_virtio::regs::Mmio;
 
 /// First vector for device interrupts.
 pub(crate) const DEVICE_VECTOR_BASE: u8 = 0x30;
 
+/// The virtio device id of a network device.
+const VIRTIO_ID_NET: u32 = 1;
+
 static CMDLINE: spin::Once<&'static str> = spin::Once::new();
-static RAM: spin::Once<([(u64, u64); 16], usize)> = spin::Once::new();
 static NET_TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// Remembers what device discovery needs from boot: the command line and the RAM ranges
 /// (a device window claimed inside RAM is refused).
 pub(crate) fn init(cmdline: &'static str, ram: &[(u64, u64)]) {
     CMDLINE.call_once(|| cmdline);
-    RAM.call_once(|| {
-        let mut a = [(0, 0); 16];
-        let n = ram.len().min(16);
-        a[..n].copy_from_slice(&ram[..n]);
-        (a, n)
-    });
-}
-
-fn in_ram(start: u64, len: u64) -> bool {
-    let Some((ram, n)) = RAM.get() else {
-        return true;
-    };
-    let end = start.saturating_add(len);
-    ram[..*n].iter().any(|&(s, e)| start < e && s < end)
+    mmio::init(ram);
 }
 
 /// Opens the first virtio network device as `service0`.
@@ -64,18 +52,15 @@ pub(crate) fn open_net(name: &str) -> Result<(VirtioNet, Events), OpenError> {
             log::warn!("ignoring malformed boot argument `{word}`");
             continue;
         };
-        if d.base.saturating_add(d.size) > 1 << 32 || in_ram(d.base, d.size) {
+        // `NET_TAKEN` makes this the only driver of the window.
+        let Some(regs) = mmio::device_window(d.base, d.size) else {
             log::warn!("ignoring `{word}`: the window is in RAM or above 4 GiB");
             continue;
-        }
-        // SAFETY: the window lies below 4 GiB outside every RAM region (checked above), where
-        // the page tables map device memory uncached; the hypervisor announced a device there,
-        // and `NET_TAKEN` makes this the only driver using it.
-        let regs = unsafe { Mmio::new(d.base as usize, d.size as usize) };
+        };
         let Some(t) = MmioTransport::probe(regs) else {
             continue;
         };
-        if t.device_id() != 1 {
+        if t.device_id() != VIRTIO_ID_NET {
             continue;
         }
         if !ioapic::route(d.irq, vector) {

@@ -1,6 +1,7 @@
 //! Ending the machine: QEMU's `isa-debug-exit` first (it carries the exit code), then the
 //! power-off and reset paths that exist on machines without it.
 
+use crate::cpu::triple_fault;
 use crate::pio::{outb, outw};
 
 /// `isa-debug-exit` I/O base (QEMU `-device isa-debug-exit,iobase=0xf4,iosize=0x04`).
@@ -17,12 +18,5 @@ pub(crate) fn exit(code: u8) -> ! {
     outb(0x64, 0xfe);
     // Last resort, for machines with none of the above (QEMU microvm without debug-exit):
     // a triple fault resets the machine, and `-no-reboot` turns a reset into an exit.
-    let empty_idt = [0u16; 5];
-    // SAFETY: loading an empty IDT and raising an exception is meant to triple-fault: the CPU
-    // resets (or the hypervisor stops the guest). Nothing runs after it.
-    unsafe { core::arch::asm!("lidt [{}]", "int3", in(reg) &empty_idt, options(nostack)) };
-    loop {
-        // SAFETY: halting with interrupts disabled only stops this CPU.
-        unsafe { core::arch::asm!("cli; hlt", options(nomem, nostack)) };
-    }
+    triple_fault()
 }

@@ -4,10 +4,11 @@
 //! The register window is MMIO at the address in `IA32_APIC_BASE` (normally `0xfee00000`),
 //! identity-mapped uncached by the boot page tables.
 
-use crate::clock;
 use crate::pio::outb;
+use crate::{clock, cpu};
 use core::sync::atomic::{AtomicU64, Ordering};
 use fata_hal::{Events, Nanos};
+use fata_virtio::regs::Mmio;
 
 /// Vector of the LAPIC timer.
 pub(crate) const TIMER_VECTOR: u8 = 0xf0;
@@ -21,28 +22,23 @@ const REG_INITIAL: usize = 0x380;
 const REG_CURRENT: usize = 0x390;
 const REG_DIVIDE: usize = 0x3e0;
 
-static BASE: AtomicU64 = AtomicU64::new(0);
+/// Data (mask) ports of the two 8259 PICs.
+const PIC1_DATA: u16 = 0x21;
+const PIC2_DATA: u16 = 0xa1;
+const PIC_MASK_ALL: u8 = 0xff;
+
+/// The register window, once the APIC is enabled (before, writes are dropped, reads give 0).
+static REGS: spin::Once<Mmio> = spin::Once::new();
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
 
-fn reg(off: usize) -> *mut u32 {
-    (BASE.load(Ordering::Relaxed) as usize + off) as *mut u32
-}
-
 fn write(off: usize, v: u32) {
-    if BASE.load(Ordering::Relaxed) == 0 {
-        return;
+    if let Some(r) = REGS.get() {
+        r.write32(off, v);
     }
-    // SAFETY: `BASE` is the LAPIC's MMIO window (from IA32_APIC_BASE), identity-mapped and
-    // uncached; `off` is one of the architectural register offsets, 16-byte aligned.
-    unsafe { core::ptr::write_volatile(reg(off), v) }
 }
 
 fn read(off: usize) -> u32 {
-    if BASE.load(Ordering::Relaxed) == 0 {
-        return 0;
-    }
-    // SAFETY: as for `write`.
-    unsafe { core::ptr::read_volatile(reg(off)) }
+    REGS.get().map_or(0, |r| r.read32(off))
 }
 
 static CALIBRATION_TSC0: AtomicU64 = AtomicU64::new(0);
@@ -50,18 +46,13 @@ static CALIBRATION_TSC0: AtomicU64 = AtomicU64::new(0);
 /// Masks the 8259 PICs, enables the LAPIC and starts its timer counting down from the maximum,
 /// so that it is calibrated in the same window as the TSC (see [`finish_calibration`]).
 pub(crate) fn start_calibration() {
-    outb(0x21, 0xff);
-    outb(0xa1, 0xff);
-    // SAFETY: reading IA32_APIC_BASE (MSR 0x1b) has no side effects; every x86_64 CPU has it.
-    let msr = unsafe { x86_64::registers::model_specific::Msr::new(0x1b).read() };
-    BASE.store(msr & 0x000f_ffff_ffff_f000, Ordering::Relaxed);
-    // SAFETY: setting the global-enable bit (11) of IA32_APIC_BASE at the same base only
-    // (re-)enables the local APIC.
-    unsafe { x86_64::registers::model_specific::Msr::new(0x1b).write(msr | (1 << 11)) };
+    outb(PIC1_DATA, PIC_MASK_ALL);
+    outb(PIC2_DATA, PIC_MASK_ALL);
+    REGS.call_once(crate::mmio::lapic);
     write(REG_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
     write(REG_DIVIDE, 0x3); // divide by 16
     write(REG_LVT_TIMER, 1 << 16); // masked while calibrating
-    CALIBRATION_TSC0.store(clock::rdtsc(), Ordering::Relaxed);
+    CALIBRATION_TSC0.store(cpu::rdtsc(), Ordering::Relaxed);
     write(REG_INITIAL, u32::MAX);
 }
 
@@ -69,7 +60,7 @@ pub(crate) fn start_calibration() {
 /// with the (already calibrated) TSC. Returns the timer frequency.
 pub(crate) fn finish_calibration() -> u64 {
     let ticks = u64::from(u32::MAX - read(REG_CURRENT));
-    let tsc = clock::rdtsc().wrapping_sub(CALIBRATION_TSC0.load(Ordering::Relaxed));
+    let tsc = cpu::rdtsc().wrapping_sub(CALIBRATION_TSC0.load(Ordering::Relaxed));
     write(REG_INITIAL, 0);
     let hz = (u128::from(ticks) * u128::from(clock::tsc_hz()) / u128::from(tsc.max(1))) as u64;
     let hz = hz.max(1000);
@@ -99,11 +90,7 @@ pub(crate) fn wait(deadline: Option<Nanos>) -> Events {
             .clamp(1, u128::from(u32::MAX));
         write(REG_INITIAL, ticks as u32);
     }
-    // SAFETY: `sti; hlt` is the atomic idle idiom: the interrupt shadow of `sti` makes `hlt`
-    // run before any interrupt is taken, so a wake-up cannot be lost between the two.
-    // Every vector has an IST stack and the stubs save all state, so the handler cannot
-    // corrupt the stack or registers of this function. Interrupts are off again after `cli`.
-    unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    cpu::wait_for_interrupt();
     write(REG_INITIAL, 0);
     let pending = fata_boot::trap::take_pending();
     // Device interrupts (vectors 0x30..0x6f) map to event bits 0..63; the timer is no event.

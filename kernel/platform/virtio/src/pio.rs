@@ -1,4 +1,7 @@
 //! Port I/O for the legacy devices this crate drives directly (PIC, PIT, CMOS, exit ports).
+//!
+//! Port instructions are `unsafe`, so this module is allowed `unsafe` code; its functions are
+//! called only with those devices' fixed ports.
 
 use x86_64::instructions::port::Port;
 

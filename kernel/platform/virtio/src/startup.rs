@@ -1,0 +1,112 @@
+//! Bringing the machine up, from the boot code's call of `fata_platform_entry` (see
+//! `entry`) to the [`BootInfo`] handed to the application: descriptor tables, start info,
+//! heap plan, page tables, clocks, devices.
+
+use crate::{UART, clock, exit, lapic, memory};
+use fata_boot::layout::{ImageLayout, Range};
+use fata_boot::start_info::{self, StartInfoError};
+use fata_hal::{BootInfo, ExitCode};
+
+struct Out;
+impl core::fmt::Write for Out {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        UART.write(s.as_bytes());
+        Ok(())
+    }
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = core::fmt::Write::write_fmt(&mut Out, format_args!($($arg)*));
+    }};
+}
+
+fn fail(code: ExitCode, args: core::fmt::Arguments<'_>) -> ! {
+    say!("fata: cannot boot: {}\n", args);
+    exit::exit(code.code())
+}
+
+/// Brings the machine up, given the start info address; stops it with a message and an exit
+/// code if it cannot run the application.
+pub(crate) fn start(start_info_paddr: u32) -> BootInfo {
+    clock::mark_boot();
+    UART.init();
+    fata_boot::trap::install(fata_boot::trap::Hooks {
+        console: |b| UART.write(b),
+        crash: || {
+            UART.write(b"fata: exit 3 (CpuException)\n");
+            exit::exit(ExitCode::CpuException.code())
+        },
+        interrupt: lapic::on_interrupt,
+    });
+    fata_boot::cpu::init();
+
+    let info = match start_info::read(u64::from(start_info_paddr)) {
+        Ok(i) => i,
+        Err(
+            e @ (StartInfoError::CmdlineTooLong { .. } | StartInfoError::CmdlineNotUtf8 { .. }),
+        ) => fail(ExitCode::Usage, format_args!("{e}")),
+        Err(e) => fail(ExitCode::BootFailure, format_args!("{e}")),
+    };
+
+    let layout = ImageLayout::current();
+    let mut ram = [Range { start: 0, end: 0 }; start_info::MAX_MEMMAP];
+    let mut n = 0;
+    let mut ram_bytes = 0u64;
+    for e in info.ram() {
+        ram[n] = Range {
+            start: e.addr,
+            end: e.addr.saturating_add(e.size),
+        };
+        ram_bytes += e.size;
+        n += 1;
+    }
+    let ram = &ram[..n];
+
+    let image = Range {
+        start: layout.text.start,
+        end: layout.end(),
+    };
+    let heap = match memory::plan_heap(ram, image) {
+        Ok(h) => h,
+        Err(e) => fail(ExitCode::BootFailure, format_args!("{e}")),
+    };
+    let heap_bytes: u64 = heap.iter().flatten().map(|r| r.len as u64).sum();
+
+    if let Err(e) = fata_boot::paging::init(ram) {
+        fail(ExitCode::BootFailure, format_args!("{e}"));
+    }
+
+    lapic::start_calibration();
+    let (tsc_hz, source) = clock::init();
+    let lapic_hz = lapic::finish_calibration();
+    if source == clock::Source::Assumed {
+        say!(
+            "fata: warning: no PIT and no CPUID frequency: assuming a 1 GHz TSC, time will be off\n"
+        );
+    }
+    say!(
+        "fata: virtio: {} MiB RAM, {} KiB heap, TSC {}.{:03} GHz ({}), LAPIC timer {} MHz\n",
+        ram_bytes >> 20,
+        heap_bytes >> 10,
+        tsc_hz / 1_000_000_000,
+        tsc_hz / 1_000_000 % 1000,
+        match source {
+            clock::Source::Pit => "PIT-calibrated",
+            clock::Source::Cpuid => "from CPUID",
+            clock::Source::Assumed => "assumed",
+        },
+        lapic_hz / 1_000_000
+    );
+
+    let mut ram_pairs = [(0u64, 0u64); 16];
+    for (p, r) in ram_pairs.iter_mut().zip(ram) {
+        *p = (r.start, r.end);
+    }
+    crate::devices::init(info.cmdline(), &ram_pairs[..ram.len().min(16)]);
+    BootInfo {
+        cmdline: info.cmdline(),
+        heap,
+        ram_bytes,
+    }
+}
