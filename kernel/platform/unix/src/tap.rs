@@ -4,6 +4,7 @@
 //! The TAP file descriptor is non-blocking and part of `wait`'s poll set: a readable TAP is
 //! event bit [`TAP_EVENT`]. Frames larger than a receive buffer are dropped and counted.
 
+use crate::sys;
 use fata_hal::net::{NetCaps, NetDevice, NetStats, OpenError, RxToken, TxToken};
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
@@ -51,22 +52,7 @@ impl TapDevice {
                     how_to_create(name)
                 ))
             })?;
-        // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
-        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
-            *dst = src as libc::c_char;
-        }
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
-        // SAFETY: TUNSETIFF reads an `ifreq` that lives for the call; the descriptor is ours.
-        let r = unsafe {
-            libc::ioctl(
-                file.as_raw_fd(),
-                libc::TUNSETIFF,
-                &mut ifr as *mut libc::ifreq,
-            )
-        };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
+        if let Err(e) = sys::attach_tap(file.as_raw_fd(), name) {
             return Err(OpenError::Failed(match e.raw_os_error() {
                 Some(libc::EPERM) => format!(
                     "no permission to attach TAP device `{name}`: {}",
@@ -79,11 +65,7 @@ impl TapDevice {
                 _ => format!("cannot attach TAP device `{name}`: {e}"),
             }));
         }
-        // SAFETY: F_GETFL/F_SETFL on our own descriptor.
-        unsafe {
-            let fl = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
-            libc::fcntl(file.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
-        }
+        sys::set_nonblocking(file.as_raw_fd());
         // A locally administered address, stable per interface name.
         let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
