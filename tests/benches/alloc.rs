@@ -4,7 +4,12 @@
 //!
 //! Pattern: fill the heap with `live` allocations of pseudo-random sizes (16..=1024 bytes),
 //! then replace one at random N times (free + alloc). Reports nanoseconds per pair.
+//!
+//! The allocators' raw interfaces are `unsafe`; they are wrapped once, in `allocators`, the
+//! only module allowed `unsafe` code.
+#![deny(unsafe_code)]
 
+use allocators::{Alloc, Lla, Talc};
 use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::time::Instant;
@@ -25,33 +30,70 @@ impl Rng {
     }
 }
 
-trait Alloc {
-    fn alloc(&mut self, l: Layout) -> NonNull<u8>;
-    fn free(&mut self, p: NonNull<u8>, l: Layout);
-}
+#[allow(unsafe_code)]
+mod allocators {
+    //! The two allocators behind one safe interface. Each borrows its arena for as long as it
+    //! lives, and `run` frees only what it allocated, with the same layout.
 
-struct Talc(talc::base::Talc<talc::source::Manual, talc::DefaultBinning>);
-impl Alloc for Talc {
-    fn alloc(&mut self, l: Layout) -> NonNull<u8> {
-        // SAFETY: non-zero layout.
-        unsafe { self.0.allocate(l) }.expect("talc: out of memory")
-    }
-    fn free(&mut self, p: NonNull<u8>, l: Layout) {
-        // SAFETY: `p` was allocated by this allocator with `l`.
-        unsafe { self.0.deallocate(p.as_ptr(), l) }
-    }
-}
+    use std::alloc::Layout;
+    use std::marker::PhantomData;
+    use std::ptr::NonNull;
 
-struct Lla(linked_list_allocator::Heap);
-impl Alloc for Lla {
-    fn alloc(&mut self, l: Layout) -> NonNull<u8> {
-        self.0
-            .allocate_first_fit(l)
-            .expect("linked_list_allocator: out of memory")
+    pub trait Alloc {
+        /// Allocates `l` (non-zero size); panics when the arena is full.
+        fn alloc(&mut self, l: Layout) -> NonNull<u8>;
+        /// Frees `p`, which `alloc` returned for `l` and which is not freed yet.
+        fn free(&mut self, p: NonNull<u8>, l: Layout);
     }
-    fn free(&mut self, p: NonNull<u8>, l: Layout) {
-        // SAFETY: `p` was allocated by this heap with `l`.
-        unsafe { self.0.deallocate(p, l) }
+
+    pub struct Talc<'a>(
+        talc::base::Talc<talc::source::Manual, talc::DefaultBinning>,
+        PhantomData<&'a mut [u8]>,
+    );
+
+    impl<'a> Talc<'a> {
+        /// An allocator managing `arena`.
+        pub fn on(arena: &'a mut [u8]) -> Talc<'a> {
+            let mut t = talc::base::Talc::new(talc::source::Manual);
+            // SAFETY: the arena is borrowed mutably for the allocator's life, so it is used by
+            // nothing else and outlives it.
+            unsafe { t.claim(arena.as_mut_ptr(), arena.len()) }.expect("claim");
+            Talc(t, PhantomData)
+        }
+    }
+
+    impl Alloc for Talc<'_> {
+        fn alloc(&mut self, l: Layout) -> NonNull<u8> {
+            // SAFETY: non-zero layout.
+            unsafe { self.0.allocate(l) }.expect("talc: out of memory")
+        }
+        fn free(&mut self, p: NonNull<u8>, l: Layout) {
+            // SAFETY: `p` was allocated by this allocator with `l` (the trait's contract).
+            unsafe { self.0.deallocate(p.as_ptr(), l) }
+        }
+    }
+
+    pub struct Lla<'a>(linked_list_allocator::Heap, PhantomData<&'a mut [u8]>);
+
+    impl<'a> Lla<'a> {
+        /// A heap managing `arena`.
+        pub fn on(arena: &'a mut [u8]) -> Lla<'a> {
+            // SAFETY: as for `Talc::on`.
+            let h = unsafe { linked_list_allocator::Heap::new(arena.as_mut_ptr(), arena.len()) };
+            Lla(h, PhantomData)
+        }
+    }
+
+    impl Alloc for Lla<'_> {
+        fn alloc(&mut self, l: Layout) -> NonNull<u8> {
+            self.0
+                .allocate_first_fit(l)
+                .expect("linked_list_allocator: out of memory")
+        }
+        fn free(&mut self, p: NonNull<u8>, l: Layout) {
+            // SAFETY: `p` was allocated by this heap with `l` (the trait's contract).
+            unsafe { self.0.deallocate(p, l) }
+        }
     }
 }
 
@@ -89,14 +131,9 @@ fn main() {
         let mut figures = Vec::new();
         for live in [1_000, 14_000] {
             let ns = if name.starts_with("talc") {
-                let mut t = Talc(talc::base::Talc::new(talc::source::Manual));
-                // SAFETY: the arena is ours, unused elsewhere, and outlives the allocator.
-                unsafe { t.0.claim(arena.as_mut_ptr(), ARENA) }.expect("claim");
-                run(&mut t, live)
+                run(&mut Talc::on(&mut arena), live)
             } else {
-                // SAFETY: as above.
-                let h = unsafe { linked_list_allocator::Heap::new(arena.as_mut_ptr(), ARENA) };
-                run(&mut Lla(h), live)
+                run(&mut Lla::on(&mut arena), live)
             };
             figures.push(ns);
         }

@@ -1,6 +1,7 @@
 //! Helpers for the integration tests in `tests/tests/`: build an example once per test
 //! process (release profile, through the same xtask library users run), boot it, and check
 //! the exit status *and* the console.
+#![forbid(unsafe_code)]
 
 pub use xtask::client;
 

@@ -3,6 +3,7 @@
 //!
 //! Needs root (TAP devices in a network namespace), apt-get (Debian's kernel, busybox, nginx,
 //! and wrk) — as CI has.
+#![forbid(unsafe_code)]
 
 #[test]
 fn quick_benchmark_runs_end_to_end_and_writes_a_well_formed_table() {

@@ -2,6 +2,7 @@
 //! own): a clean app passes; a dependency using `std::fs`, one calling libc under
 //! `cfg(unix)`, and one whose `std` feature another crate turns on are each caught, with the
 //! crate, what it uses, the dependency path and (for features) who enabled it.
+#![forbid(unsafe_code)]
 
 use xtask::check::{CheckOpts, TargetReport, check};
 use xtask::target::Target;

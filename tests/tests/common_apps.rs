@@ -1,5 +1,6 @@
 //! The behaviour every platform must show, written once and instantiated per target by
 //! `virtio.rs` and `unix.rs`.
+#![forbid(unsafe_code)]
 
 #[macro_export]
 macro_rules! app_tests {

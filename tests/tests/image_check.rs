@@ -1,5 +1,6 @@
 //! The post-link image check on real images: a good image passes; the check is what rejects a
 //! hosted executable (see xtask's unit tests for the individual refusals).
+#![forbid(unsafe_code)]
 
 use fata_tests::Target;
 

@@ -1,5 +1,6 @@
 //! The virtio-net driver over every transport and queue size QEMU offers here: virtio-mmio on
 //! microvm, virtio-pci modern and legacy on q35 and pc, queue sizes 256 and 1024.
+#![forbid(unsafe_code)]
 
 use fata_tests::client::check_echo;
 use fata_tests::{Machine, boot_user_net};

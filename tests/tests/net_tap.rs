@@ -1,6 +1,7 @@
 //! Networking over a TAP device in a network namespace the test creates (needs root and
 //! iproute2, as in CI): static addressing, the same HTTP and echo checks with connects in a
 //! true burst, hostile frames from the host side, and the DHCP-less static fallback.
+#![forbid(unsafe_code)]
 
 use fata_tests::{Netns, boot_in, site_dir};
 use std::time::Duration;

@@ -1,4 +1,5 @@
 //! Networking over QEMU user networking (no root): DHCP, the HTTP site, echo.
+#![forbid(unsafe_code)]
 
 use fata_tests::client::{HttpConn, check_echo, check_http, echo_connect, echo_on, get};
 use fata_tests::{Machine, boot_user_net, site_dir};

@@ -1,4 +1,5 @@
 //! The `unix` platform: the same applications as Linux processes, same behaviour.
+#![forbid(unsafe_code)]
 
 #[path = "common_apps.rs"]
 mod common_apps;

@@ -1,6 +1,7 @@
 //! Networking on the `unix` platform, in both modes: the host's sockets (`net=socket`,
 //! rootless, the default) and fata's own stack on a TAP device (`net=tap:NAME`, in a network
 //! namespace the test creates). Same applications, same checks as on a hypervisor.
+#![forbid(unsafe_code)]
 
 use fata_tests::client::{check_echo, check_http};
 use fata_tests::{BootOpts, Exit, Netns, Target, expect, free_port, image, run, site_dir};

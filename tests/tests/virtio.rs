@@ -1,5 +1,6 @@
 //! The `virtio` platform under QEMU (TCG): boot, configuration, failure reporting and the
 //! CPU-exception crash reports, on microvm and on the PCI machines.
+#![forbid(unsafe_code)]
 
 #[path = "common_apps.rs"]
 mod common_apps;

@@ -1,6 +1,7 @@
 //! `netclient http IP PORT SITE_DIR REQUESTS CONCURRENT` (concurrent connects in a burst) / `netclient echo IP PORT BYTES`:
 //! the host-side checks of `fata_tests::client`, as a program the TAP tests run inside a
 //! network namespace. Exit 0 and `ok` when every check passes.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::Path;

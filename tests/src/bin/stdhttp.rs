@@ -1,6 +1,7 @@
 //! The hosted comparison's baseline: a small std Rust HTTP/1.1 server (a thread per
 //! connection, keep-alive) serving one page for every GET.
 //! usage: stdhttp ADDR:PORT FILE
+#![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
