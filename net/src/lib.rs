@@ -8,25 +8,36 @@
 //! stack ([`Stack::set_runner_waker`]).
 //!
 //! - [`Stack`]: a cheap, clonable handle; [`Stack::listen`] / [`Stack::connect`] /
-//!   [`Stack::bind_udp`] / [`Stack::resolve`].
-//! - [`TcpListener`] keeps a backlog of listening sockets, so back-to-back and concurrent
-//!   connects are not refused while the application keeps accepting; half-open connections
-//!   are capped (a SYN flood costs a bounded amount of memory and is counted).
-//! - Interface configuration: DHCPv4 (lease logged, renewed by the DHCP client, DNS servers
-//!   taken from it), static, or DHCP with a static fallback after a timeout ([`NetConfig`]).
+//!   [`Stack::bind_udp`] / [`Stack::resolve`], over IPv4 and IPv6.
+//! - TCP connections are admitted against a connection limit and the memory left; at the limit
+//!   the stack makes room by resetting closing and idle connections before it refuses anyone
+//!   (`conns.rs`). Half-open connections time out; a SYN flood costs bounded memory.
+//! - Replies the stack makes on its own (ICMP errors, echo replies, resets) are rate limited
+//!   (`filter.rs`).
+//! - Addressing: DHCPv4 (lease logged, renewed, DNS servers taken from it), static, or DHCP
+//!   with a static fallback; IPv6 link-local, static and SLAAC ([`NetConfig`]).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod addr;
+mod config;
+mod conns;
 mod device;
 mod dns;
+mod filter;
+mod slab;
 mod stack;
 mod tcp;
 mod udp;
 
-pub use core::net::{Ipv4Addr, SocketAddrV4};
-pub use stack::{DhcpMode, NetConfig, NetCounters, Runner, Stack};
+#[cfg(test)]
+mod tests;
+
+pub use config::{DhcpMode, MemoryGuard, NetConfig, NetCounters};
+pub use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+pub use stack::{Runner, Stack};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
@@ -35,7 +46,7 @@ use core::fmt;
 /// What can go wrong with a network operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetError {
-    /// The interface has no IPv4 address yet (DHCP pending).
+    /// The interface has no address of that family yet (DHCP or SLAAC pending).
     NoAddress,
     /// The port is already bound by this stack.
     PortInUse(u16),
@@ -51,6 +62,9 @@ pub enum NetError {
     NoDnsServer,
     /// Too many sockets or queries at once.
     Exhausted,
+    /// The stack reset this idle connection to make room for a new one at its connection
+    /// limit (see `TcpStream::set_idle`).
+    Reclaimed,
     /// A datagram is larger than the socket's buffer.
     TooLarge,
     /// The address is not available on this host (socket mode).
@@ -66,7 +80,7 @@ pub enum NetError {
 impl fmt::Display for NetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NetError::NoAddress => f.write_str("the interface has no IPv4 address yet"),
+            NetError::NoAddress => f.write_str("the interface has no address of that family yet"),
             NetError::PortInUse(p) => write!(f, "port {p} is already in use"),
             NetError::Reset => f.write_str("connection refused or reset by the peer"),
             NetError::Closed => f.write_str("connection closed"),
@@ -74,6 +88,9 @@ impl fmt::Display for NetError {
             NetError::NameNotFound => f.write_str("name not found"),
             NetError::NoDnsServer => f.write_str("no DNS server configured"),
             NetError::Exhausted => f.write_str("too many sockets or queries"),
+            NetError::Reclaimed => {
+                f.write_str("the idle connection was closed to make room for a new one")
+            }
             NetError::TooLarge => f.write_str("datagram too large"),
             NetError::AddrNotAvailable => f.write_str("address not available on this host"),
             NetError::PermissionDenied => {

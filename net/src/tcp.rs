@@ -1,24 +1,25 @@
-//! TCP: [`TcpListener`] (with a backlog) and [`TcpStream`].
+//! TCP: [`TcpListener`] and [`TcpStream`], over IPv4 and IPv6.
 
 use crate::NetError;
+use crate::conns::Role;
+use crate::slab::Id;
 use crate::stack::Stack;
 use core::future::poll_fn;
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::SocketAddr;
 use core::task::Poll;
-use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::IpEndpoint;
 
-/// A bound TCP port that accepts connections.
+/// A bound TCP port that accepts connections on every address of both families.
 pub struct TcpListener {
     stack: Stack,
-    id: usize,
+    id: Id,
     port: u16,
 }
 
 impl Stack {
-    /// Listens on `port` (all addresses). The readiness line `fata: ready tcp/<port>` is
-    /// printed once the interface has an address.
+    /// Listens on `port` (all addresses, IPv4 and IPv6). The readiness line is printed (through
+    /// the runner's `on_ready`) once the interface has an address.
     pub fn listen(&self, port: u16) -> Result<TcpListener, NetError> {
         if port == 0 {
             return Err(NetError::InvalidInput);
@@ -27,47 +28,61 @@ impl Stack {
             if i.port_in_use(port) {
                 return Err(NetError::PortInUse(port));
             }
+            let id = i.add_listener(port);
+            i.wake_runner();
             Ok(TcpListener {
                 stack: self.clone(),
-                id: i.add_listener(port),
+                id,
                 port,
             })
         })
     }
 
     /// Opens a connection to `addr`.
-    pub async fn connect(&self, addr: SocketAddrV4) -> Result<TcpStream, NetError> {
-        if addr.port() == 0 || addr.ip().is_unspecified() {
+    pub async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, NetError> {
+        if addr.port() == 0 || !crate::addr::usable_unicast(addr.ip()) {
             return Err(NetError::InvalidInput);
         }
-        let handle = self.with(|i| {
-            if i.address.is_none() {
+        let id = self.with(|i| {
+            let have_family = i.iface.ip_addrs().iter().any(|c| {
+                c.address().version() == smoltcp::wire::IpAddress::from(addr.ip()).version()
+            });
+            if !have_family {
                 return Err(NetError::NoAddress);
             }
-            let Some(h) = i.new_tcp_socket() else {
+            let port = i.ephemeral_port();
+            if port == 0 {
+                return Err(NetError::Exhausted);
+            }
+            let Some(id) = i.new_tcp(Role::Open) else {
+                i.counters.tcp_limit_hits += 1;
                 return Err(NetError::Exhausted);
             };
-            let port = i.ephemeral_port();
-            let remote = IpEndpoint::new(IpAddress::Ipv4(*addr.ip()), addr.port());
+            let remote = IpEndpoint::new(addr.ip().into(), addr.port());
             let cx = i.iface.context();
-            if i.sockets
-                .get_mut::<tcp::Socket>(h)
-                .connect(cx, remote, port)
-                .is_err()
-            {
-                i.remove_tcp(h);
+            let h = i.conns.get(id).map(|c| c.handle);
+            let ok = h.is_some_and(|h| {
+                i.sockets
+                    .get_mut::<tcp::Socket>(h)
+                    .connect(cx, remote, port)
+                    .is_ok()
+            });
+            if !ok {
+                i.orphan(id);
                 return Err(NetError::InvalidInput);
             }
             i.wake_runner();
-            Ok(h)
+            Ok(id)
         })?;
         let stream = TcpStream {
             stack: self.clone(),
-            handle,
+            id,
         };
         poll_fn(|cx| {
             self.with(|i| {
-                let s = i.sockets.get_mut::<tcp::Socket>(handle);
+                let Some(s) = i.tcp(id) else {
+                    return Poll::Ready(Err(NetError::Reclaimed));
+                };
                 match s.state() {
                     tcp::State::Established | tcp::State::CloseWait => Poll::Ready(Ok(())),
                     tcp::State::Closed | tcp::State::TimeWait => Poll::Ready(Err(NetError::Reset)),
@@ -90,36 +105,32 @@ impl TcpListener {
     }
 
     /// Waits for the next established connection.
-    pub async fn accept(&self) -> Result<(TcpStream, SocketAddrV4), NetError> {
+    pub async fn accept(&self) -> Result<(TcpStream, SocketAddr), NetError> {
         poll_fn(|cx| {
-            self.stack.with(|i| {
-                let Some(l) = i.listeners.get_mut(self.id).and_then(Option::as_mut) else {
-                    return Poll::Ready(Err(NetError::Closed));
-                };
-                match l.ready.pop_front() {
-                    Some(h) => {
-                        i.counters.accepted += 1;
-                        // The listener has room again: let the runner refill it.
-                        i.wake_runner();
-                        let peer = match i.sockets.get::<tcp::Socket>(h).remote_endpoint() {
-                            Some(IpEndpoint {
-                                addr: IpAddress::Ipv4(a),
-                                port,
-                            }) => SocketAddrV4::new(a, port),
-                            _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-                        };
-                        Poll::Ready(Ok((
-                            TcpStream {
-                                stack: self.stack.clone(),
-                                handle: h,
-                            },
-                            peer,
-                        )))
-                    }
-                    None => {
+            self.stack.with(|i| match i.accept(self.id) {
+                None => Poll::Ready(Err(NetError::Closed)),
+                Some(Ok(c)) => {
+                    // The listener's queue has room again; the runner may need to refill.
+                    i.wake_runner();
+                    let peer = i
+                        .tcp(c)
+                        .and_then(|s| s.remote_endpoint())
+                        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |e| {
+                            SocketAddr::new(e.addr.into(), e.port)
+                        });
+                    Poll::Ready(Ok((
+                        TcpStream {
+                            stack: self.stack.clone(),
+                            id: c,
+                        },
+                        peer,
+                    )))
+                }
+                Some(Err(())) => {
+                    if let Some(l) = i.listeners.get_mut(self.id) {
                         l.waker = Some(cx.waker().clone());
-                        Poll::Pending
                     }
+                    Poll::Pending
                 }
             })
         })
@@ -134,9 +145,13 @@ impl Drop for TcpListener {
 }
 
 /// A TCP connection. Dropping it closes the connection gracefully in the background.
+///
+/// When the stack runs out of connections it may reset one the application marked idle
+/// ([`TcpStream::set_idle`]); every operation on it then fails with
+/// [`NetError::Reclaimed`].
 pub struct TcpStream {
     stack: Stack,
-    handle: SocketHandle,
+    id: Id,
 }
 
 impl TcpStream {
@@ -147,7 +162,9 @@ impl TcpStream {
         }
         poll_fn(|cx| {
             self.stack.with(|i| {
-                let s = i.sockets.get_mut::<tcp::Socket>(self.handle);
+                let Some(s) = i.tcp(self.id) else {
+                    return Poll::Ready(Err(NetError::Reclaimed));
+                };
                 if s.can_recv() {
                     let n = s.recv_slice(buf).unwrap_or(0);
                     // The receive window opened: the peer may send more once the stack says so.
@@ -155,8 +172,12 @@ impl TcpStream {
                     return Poll::Ready(Ok(n));
                 }
                 if !s.may_recv() {
-                    // End of stream (peer's FIN, or the connection is gone).
-                    return Poll::Ready(Ok(0));
+                    // End of stream (peer's FIN), or the connection is gone.
+                    return Poll::Ready(if s.state() == tcp::State::Closed {
+                        Err(NetError::Reset)
+                    } else {
+                        Ok(0)
+                    });
                 }
                 s.register_recv_waker(cx.waker());
                 Poll::Pending
@@ -172,7 +193,9 @@ impl TcpStream {
         }
         poll_fn(|cx| {
             self.stack.with(|i| {
-                let s = i.sockets.get_mut::<tcp::Socket>(self.handle);
+                let Some(s) = i.tcp(self.id) else {
+                    return Poll::Ready(Err(NetError::Reclaimed));
+                };
                 if !s.may_send() {
                     return Poll::Ready(Err(if s.state() == tcp::State::Closed {
                         NetError::Reset
@@ -205,7 +228,9 @@ impl TcpStream {
     pub async fn flush(&mut self) -> Result<(), NetError> {
         poll_fn(|cx| {
             self.stack.with(|i| {
-                let s = i.sockets.get_mut::<tcp::Socket>(self.handle);
+                let Some(s) = i.tcp(self.id) else {
+                    return Poll::Ready(Err(NetError::Reclaimed));
+                };
                 if s.send_queue() == 0 {
                     return Poll::Ready(Ok(()));
                 }
@@ -222,27 +247,49 @@ impl TcpStream {
     /// Closes the sending side (sends FIN after the queued data); reading continues.
     pub fn shutdown(&mut self) {
         self.stack.with(|i| {
-            i.sockets.get_mut::<tcp::Socket>(self.handle).close();
+            if let Some(s) = i.tcp(self.id) {
+                s.close();
+            }
             i.wake_runner();
         });
     }
 
+    /// Marks the connection idle (or busy again): waiting for the peer's next request with
+    /// nothing in flight, like an HTTP keep-alive connection between requests. When the stack
+    /// is at its connection limit and a new client arrives, it resets the connection that has
+    /// been idle longest — only if nothing is queued in either direction at that moment — and
+    /// operations on it then fail with [`NetError::Reclaimed`]. Connections start busy.
+    pub fn set_idle(&mut self, idle: bool) {
+        self.stack.with(|i| {
+            let now = i.now_ms;
+            if let Some(c) = i.conns.get_mut(self.id)
+                && c.idle != idle
+            {
+                c.idle = idle;
+                c.since_ms = now;
+            }
+        });
+    }
+
     /// The peer's address.
-    pub fn peer_addr(&self) -> Option<SocketAddrV4> {
-        self.stack.with(
-            |i| match i.sockets.get::<tcp::Socket>(self.handle).remote_endpoint() {
-                Some(IpEndpoint {
-                    addr: IpAddress::Ipv4(a),
-                    port,
-                }) => Some(SocketAddrV4::new(a, port)),
-                _ => None,
-            },
-        )
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.stack.with(|i| {
+            let e = i.tcp(self.id)?.remote_endpoint()?;
+            Some(SocketAddr::new(e.addr.into(), e.port))
+        })
+    }
+
+    /// The local address the connection uses.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.stack.with(|i| {
+            let e = i.tcp(self.id)?.local_endpoint()?;
+            Some(SocketAddr::new(e.addr.into(), e.port))
+        })
     }
 }
 
 impl Drop for TcpStream {
     fn drop(&mut self) {
-        self.stack.with(|i| i.orphan(self.handle));
+        self.stack.with(|i| i.orphan(self.id));
     }
 }

@@ -1,55 +1,54 @@
-//! UDP sockets.
+//! UDP sockets, over IPv4 and IPv6.
 
 use crate::NetError;
+use crate::slab::Id;
 use crate::stack::Stack;
-use alloc::vec;
 use core::future::poll_fn;
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::SocketAddr;
 use core::task::Poll;
-use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::IpEndpoint;
 
-/// A bound UDP port.
+/// A bound UDP port (all addresses, both families).
 pub struct UdpSocket {
     stack: Stack,
-    handle: SocketHandle,
+    id: Id,
 }
 
 impl Stack {
     /// Binds UDP `port` (0: an ephemeral port).
     pub fn bind_udp(&self, port: u16) -> Result<UdpSocket, NetError> {
         self.with(|i| {
-            let port = if port == 0 { i.ephemeral_port() } else { port };
-            let rx =
-                udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16 * 1024]);
-            let tx =
-                udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16 * 1024]);
-            let mut s = udp::Socket::new(rx, tx);
-            if s.bind(port).is_err() {
-                return Err(NetError::PortInUse(port));
-            }
             Ok(UdpSocket {
                 stack: self.clone(),
-                handle: i.sockets.add(s),
+                id: i.new_udp(port)?,
             })
         })
     }
 }
 
 impl UdpSocket {
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.stack.with(|i| {
+            i.udp
+                .get(self.id)
+                .map_or(0, |&h| i.sockets.get::<udp::Socket>(h).endpoint().port)
+        })
+    }
+
     /// Sends a datagram to `to`.
-    pub async fn send_to(&self, data: &[u8], to: SocketAddrV4) -> Result<(), NetError> {
+    pub async fn send_to(&self, data: &[u8], to: SocketAddr) -> Result<(), NetError> {
         if to.port() == 0 || to.ip().is_unspecified() {
             return Err(NetError::InvalidInput);
         }
-        let ep = IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port());
+        let ep = IpEndpoint::new(to.ip().into(), to.port());
         poll_fn(|cx| {
             self.stack.with(|i| {
-                if i.address.is_none() {
-                    return Poll::Ready(Err(NetError::NoAddress));
-                }
-                let s = i.sockets.get_mut::<udp::Socket>(self.handle);
+                let Some(&h) = i.udp.get(self.id) else {
+                    return Poll::Ready(Err(NetError::Closed));
+                };
+                let s = i.sockets.get_mut::<udp::Socket>(h);
                 if data.len() > s.payload_send_capacity() {
                     return Poll::Ready(Err(NetError::TooLarge));
                 }
@@ -62,27 +61,27 @@ impl UdpSocket {
                         s.register_send_waker(cx.waker());
                         Poll::Pending
                     }
-                    Err(udp::SendError::Unaddressable) => Poll::Ready(Err(NetError::InvalidInput)),
+                    Err(udp::SendError::Unaddressable) => Poll::Ready(Err(NetError::NoAddress)),
                 }
             })
         })
         .await
     }
 
-    /// Receives a datagram into `buf` (truncated if longer); returns its length and sender.
-    pub async fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddrV4), NetError> {
+    /// Receives a datagram into `buf`; returns its length and sender. A datagram longer than
+    /// `buf` is dropped with [`NetError::TooLarge`].
+    pub async fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr), NetError> {
         poll_fn(|cx| {
             self.stack.with(|i| {
-                let s = i.sockets.get_mut::<udp::Socket>(self.handle);
+                let Some(&h) = i.udp.get(self.id) else {
+                    return Poll::Ready(Err(NetError::Closed));
+                };
+                let s = i.sockets.get_mut::<udp::Socket>(h);
                 match s.recv_slice(buf) {
-                    Ok((n, meta)) => {
-                        let from = match meta.endpoint.addr {
-                            IpAddress::Ipv4(a) => a,
-                            #[allow(unreachable_patterns)]
-                            _ => Ipv4Addr::UNSPECIFIED,
-                        };
-                        Poll::Ready(Ok((n, SocketAddrV4::new(from, meta.endpoint.port))))
-                    }
+                    Ok((n, meta)) => Poll::Ready(Ok((
+                        n,
+                        SocketAddr::new(meta.endpoint.addr.into(), meta.endpoint.port),
+                    ))),
                     Err(udp::RecvError::Exhausted) => {
                         s.register_recv_waker(cx.waker());
                         Poll::Pending
@@ -97,8 +96,6 @@ impl UdpSocket {
 
 impl Drop for UdpSocket {
     fn drop(&mut self) {
-        self.stack.with(|i| {
-            i.sockets.remove(self.handle);
-        });
+        self.stack.with(|i| i.remove_udp(self.id));
     }
 }

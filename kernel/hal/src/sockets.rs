@@ -4,7 +4,7 @@
 //! waker with the platform, whose [`Platform::wait`](crate::Platform::wait) wakes it when the
 //! socket is ready. Bare-metal platforms have no host sockets ([`NoSockets`]).
 
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, SocketAddr};
 use core::task::{Context, Poll};
 
 /// What a host socket operation can fail with.
@@ -39,15 +39,15 @@ pub trait HostSockets: 'static {
     /// A UDP socket.
     type Udp;
 
-    /// Listens on TCP `port` on all addresses.
+    /// Listens on TCP `port` on all addresses of both families where the host has them.
     fn listen(port: u16) -> Result<Self::Listener, SockError>;
     /// Accepts a connection.
     fn poll_accept(
         l: &Self::Listener,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<(Self::Stream, SocketAddrV4), SockError>>;
+    ) -> Poll<Result<(Self::Stream, SocketAddr), SockError>>;
     /// Starts connecting to `addr`.
-    fn connect(addr: SocketAddrV4) -> Result<Self::Stream, SockError>;
+    fn connect(addr: SocketAddr) -> Result<Self::Stream, SockError>;
     /// Completes a connection started by [`HostSockets::connect`].
     fn poll_connected(s: &Self::Stream, cx: &mut Context<'_>) -> Poll<Result<(), SockError>>;
     /// Reads; `Ok(0)` at the end of the stream.
@@ -65,24 +65,24 @@ pub trait HostSockets: 'static {
     /// Closes the sending side.
     fn shutdown(s: &Self::Stream);
     /// The peer's address.
-    fn peer(s: &Self::Stream) -> Option<SocketAddrV4>;
-    /// Binds UDP `port` (0: any).
+    fn peer(s: &Self::Stream) -> Option<SocketAddr>;
+    /// Binds UDP `port` (0: any), both families where the host has them.
     fn udp_bind(port: u16) -> Result<Self::Udp, SockError>;
     /// Sends a datagram.
     fn poll_send_to(
         u: &Self::Udp,
         cx: &mut Context<'_>,
         data: &[u8],
-        to: SocketAddrV4,
+        to: SocketAddr,
     ) -> Poll<Result<(), SockError>>;
     /// Receives a datagram.
     fn poll_recv_from(
         u: &Self::Udp,
         cx: &mut Context<'_>,
         buf: &mut [u8],
-    ) -> Poll<Result<(usize, SocketAddrV4), SockError>>;
+    ) -> Poll<Result<(usize, SocketAddr), SockError>>;
     /// Resolves a name with the host's resolver (may block briefly).
-    fn resolve(name: &str) -> Result<alloc::vec::Vec<Ipv4Addr>, SockError>;
+    fn resolve(name: &str) -> Result<alloc::vec::Vec<IpAddr>, SockError>;
 }
 
 /// No host sockets.
@@ -103,10 +103,10 @@ impl HostSockets for NoSockets {
     fn poll_accept(
         l: &NoSocket,
         _: &mut Context<'_>,
-    ) -> Poll<Result<(NoSocket, SocketAddrV4), SockError>> {
+    ) -> Poll<Result<(NoSocket, SocketAddr), SockError>> {
         match *l {}
     }
-    fn connect(_: SocketAddrV4) -> Result<NoSocket, SockError> {
+    fn connect(_: SocketAddr) -> Result<NoSocket, SockError> {
         Err(SockError::Unsupported)
     }
     fn poll_connected(s: &NoSocket, _: &mut Context<'_>) -> Poll<Result<(), SockError>> {
@@ -125,7 +125,7 @@ impl HostSockets for NoSockets {
     fn shutdown(s: &NoSocket) {
         match *s {}
     }
-    fn peer(s: &NoSocket) -> Option<SocketAddrV4> {
+    fn peer(s: &NoSocket) -> Option<SocketAddr> {
         match *s {}
     }
     fn udp_bind(_: u16) -> Result<NoSocket, SockError> {
@@ -135,7 +135,7 @@ impl HostSockets for NoSockets {
         u: &NoSocket,
         _: &mut Context<'_>,
         _: &[u8],
-        _: SocketAddrV4,
+        _: SocketAddr,
     ) -> Poll<Result<(), SockError>> {
         match *u {}
     }
@@ -143,10 +143,10 @@ impl HostSockets for NoSockets {
         u: &NoSocket,
         _: &mut Context<'_>,
         _: &mut [u8],
-    ) -> Poll<Result<(usize, SocketAddrV4), SockError>> {
+    ) -> Poll<Result<(usize, SocketAddr), SockError>> {
         match *u {}
     }
-    fn resolve(_: &str) -> Result<alloc::vec::Vec<Ipv4Addr>, SockError> {
+    fn resolve(_: &str) -> Result<alloc::vec::Vec<IpAddr>, SockError> {
         Err(SockError::Unsupported)
     }
 }

@@ -9,6 +9,7 @@
 //! - [`request`]: parsing and checking a request head (untrusted bytes end here).
 //! - [`site`]: the table of embedded files and the safe path → file mapping.
 //! - [`response`]: the static-file policy (200/304/404/405, `HEAD`) and response heads.
+//! - [`timer`]: the idle timeout between requests and the deadline of a whole request.
 //! - [`mime`] and [`etag`]: content types and ETags; both depend on `core` only, so a build
 //!   script can `#[path]`-include them to compute the same values when it embeds a site.
 //!
@@ -25,6 +26,7 @@ pub mod mime;
 pub mod request;
 pub mod response;
 pub mod site;
+pub mod timer;
 
 #[cfg(test)]
 mod fuzz;
@@ -34,5 +36,7 @@ pub use mime::content_type_for;
 pub use request::{Limits, Method, ParseError, Request, parse_request};
 pub use response::{
     Response, Served, error_response, if_none_match_matches, reason_phrase, respond_static, serve,
+    timeout_response,
 };
 pub use site::{File, Site};
+pub use timer::{Limit, RequestTimer};

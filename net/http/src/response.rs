@@ -140,6 +140,7 @@ pub const fn reason_phrase(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
@@ -242,6 +243,11 @@ pub fn error_response(e: ParseError) -> Response<'static> {
         ParseError::LengthRequired => b"411 Length Required\n",
     };
     text_response(e.status(), body)
+}
+
+/// The response to a request that did not arrive in time: 408 with `Connection: close`.
+pub fn timeout_response() -> Response<'static> {
+    text_response(408, b"408 Request Timeout\n")
 }
 
 /// What a connection does after [`serve`].

@@ -7,7 +7,8 @@
 use fata_hal::sockets::{HostSockets, SockError};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{
-    Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs,
+    UdpSocket,
 };
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
@@ -76,10 +77,25 @@ fn err(e: std::io::Error) -> SockError {
     }
 }
 
-fn v4(a: SocketAddr) -> SocketAddrV4 {
-    match a {
-        SocketAddr::V4(a) => a,
-        SocketAddr::V6(_) => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+/// An address as the application sees it: IPv4 peers of a dual-stack socket arrive as
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) and are shown as IPv4.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+/// Binds `port` on every address: IPv6 `[::]` (dual stack, as Linux does by default), or
+/// `0.0.0.0` where the host has no IPv6.
+fn bind_any<T>(port: u16, bind: impl Fn(SocketAddr) -> std::io::Result<T>) -> std::io::Result<T> {
+    match bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::AddrNotAvailable | ErrorKind::Unsupported | ErrorKind::InvalidInput
+            ) || e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+        {
+            bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port))
+        }
+        r => r,
     }
 }
 
@@ -124,7 +140,7 @@ impl HostSockets for Host {
     type Udp = Sock<UdpSocket>;
 
     fn listen(port: u16) -> Result<Self::Listener, SockError> {
-        let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).map_err(err)?;
+        let l = bind_any(port, TcpListener::bind).map_err(err)?;
         l.set_nonblocking(true).map_err(err)?;
         Ok(Sock(l))
     }
@@ -132,21 +148,20 @@ impl HostSockets for Host {
     fn poll_accept(
         l: &Self::Listener,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<(Self::Stream, SocketAddrV4), SockError>> {
+    ) -> Poll<Result<(Self::Stream, SocketAddr), SockError>> {
         io(l.0.accept(), l.0.as_raw_fd(), libc::POLLIN, cx).map(|r| {
             let (s, peer) = r?;
             s.set_nonblocking(true).map_err(err)?;
             let _ = s.set_nodelay(true); // latency only
-            Ok((Sock(s), v4(peer)))
+            Ok((Sock(s), canonical(peer)))
         })
     }
 
-    fn connect(addr: SocketAddrV4) -> Result<Self::Stream, SockError> {
+    fn connect(addr: SocketAddr) -> Result<Self::Stream, SockError> {
         // A blocking connect (bounded): the executor waits for it, which is acceptable for a
         // development target and keeps this module free of raw socket calls.
         let s =
-            TcpStream::connect_timeout(&SocketAddr::V4(addr), std::time::Duration::from_secs(10))
-                .map_err(err)?;
+            TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10)).map_err(err)?;
         s.set_nonblocking(true).map_err(err)?;
         let _ = s.set_nodelay(true);
         Ok(Sock(s))
@@ -176,12 +191,12 @@ impl HostSockets for Host {
         let _ = s.0.shutdown(Shutdown::Write);
     }
 
-    fn peer(s: &Self::Stream) -> Option<SocketAddrV4> {
-        s.0.peer_addr().ok().map(v4)
+    fn peer(s: &Self::Stream) -> Option<SocketAddr> {
+        s.0.peer_addr().ok().map(canonical)
     }
 
     fn udp_bind(port: u16) -> Result<Self::Udp, SockError> {
-        let u = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).map_err(err)?;
+        let u = bind_any(port, UdpSocket::bind).map_err(err)?;
         u.set_nonblocking(true).map_err(err)?;
         Ok(Sock(u))
     }
@@ -190,8 +205,15 @@ impl HostSockets for Host {
         u: &Self::Udp,
         cx: &mut Context<'_>,
         data: &[u8],
-        to: SocketAddrV4,
+        to: SocketAddr,
     ) -> Poll<Result<(), SockError>> {
+        // A dual-stack socket reaches IPv4 peers through their IPv4-mapped address.
+        let to = match (to, u.0.local_addr()) {
+            (SocketAddr::V4(v4), Ok(SocketAddr::V6(_))) => {
+                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+            }
+            _ => to,
+        };
         io(
             u.0.send_to(data, to).map(|_| ()),
             u.0.as_raw_fd(),
@@ -204,21 +226,21 @@ impl HostSockets for Host {
         u: &Self::Udp,
         cx: &mut Context<'_>,
         buf: &mut [u8],
-    ) -> Poll<Result<(usize, SocketAddrV4), SockError>> {
+    ) -> Poll<Result<(usize, SocketAddr), SockError>> {
         io(u.0.recv_from(buf), u.0.as_raw_fd(), libc::POLLIN, cx)
-            .map(|r| r.map(|(n, from)| (n, v4(from))))
+            .map(|r| r.map(|(n, from)| (n, canonical(from))))
     }
 
-    fn resolve(name: &str) -> Result<Vec<Ipv4Addr>, SockError> {
+    fn resolve(name: &str) -> Result<Vec<IpAddr>, SockError> {
         let addrs = (name, 0)
             .to_socket_addrs()
             .map_err(|_| SockError::NameNotFound)?;
-        let v: Vec<Ipv4Addr> = addrs
-            .filter_map(|a| match a {
-                SocketAddr::V4(a) => Some(*a.ip()),
-                SocketAddr::V6(_) => None,
-            })
-            .collect();
+        let mut v: Vec<IpAddr> = Vec::new();
+        for a in addrs {
+            if !v.contains(&a.ip()) {
+                v.push(a.ip());
+            }
+        }
         if v.is_empty() {
             Err(SockError::NameNotFound)
         } else {
