@@ -1,5 +1,8 @@
 //! The heap of bare-metal images: `talc` over every free RAM region the platform reports.
 //!
+//! The one module of the runtime with `unsafe` besides `single`: the allocator hands out raw
+//! memory. Applications see only [`stats`]; the allocator itself is internal.
+//!
 //! Chosen by measurement (`cargo xtask bench alloc`, figures in `docs/allocator.md`): talc
 //! against `linked_list_allocator`, the other common `no_std` choice. Hosted platforms use the
 //! host's allocator and report no heap statistics.
@@ -18,7 +21,7 @@ struct SendTalc(Talc<Manual, talc::DefaultBinning>);
 unsafe impl Send for SendTalc {}
 
 /// A `GlobalAlloc` over `talc`.
-pub struct Heap {
+pub(crate) struct Heap {
     talc: spin::Mutex<SendTalc>,
 }
 
@@ -33,23 +36,30 @@ pub struct HeapStats {
     pub allocations: usize,
 }
 
+// Only bare-metal platforms have a heap of their own; on `unix` the host allocates.
+#[allow(dead_code)]
 impl Heap {
     /// An empty heap; give it memory with [`Heap::claim`].
-    pub const fn new() -> Heap {
+    pub(crate) const fn new() -> Heap {
         Heap {
             talc: spin::Mutex::new(SendTalc(Talc::new(Manual))),
         }
     }
 
     /// Adds a region of free RAM. Returns whether the allocator could use it.
-    pub fn claim(&self, r: MemoryRegion) -> bool {
-        // SAFETY: the platform reports `r` as free RAM that nothing else uses, mapped
-        // read-write, for the rest of the program (see `fata_hal::BootInfo::heap`).
+    ///
+    /// # Safety
+    ///
+    /// `r` must be memory that nothing else uses or will use, mapped read-write, valid for
+    /// the rest of the program, and not already given to this or another heap.
+    pub(crate) unsafe fn claim(&self, r: MemoryRegion) -> bool {
+        // SAFETY: the caller guarantees `r` is unused, writable memory that belongs to this
+        // heap from now on.
         unsafe { self.talc.lock().0.claim(r.start as *mut u8, r.len) }.is_some()
     }
 
     /// Current figures.
-    pub fn stats(&self) -> HeapStats {
+    pub(crate) fn stats(&self) -> HeapStats {
         let t = self.talc.lock();
         let c = t.0.counters();
         HeapStats {
@@ -101,10 +111,14 @@ mod tests {
     fn heap_allocates_from_claimed_regions_and_counts_use() {
         let heap = Heap::new();
         let mut arena = vec![0u8; 256 * 1024];
-        assert!(heap.claim(MemoryRegion {
-            start: arena.as_mut_ptr() as usize,
-            len: arena.len()
-        }));
+        // SAFETY: the arena is a fresh allocation that only this heap uses, and it outlives
+        // the heap (both are dropped at the end of the test, the heap first).
+        assert!(unsafe {
+            heap.claim(MemoryRegion {
+                start: arena.as_mut_ptr() as usize,
+                len: arena.len(),
+            })
+        });
         let layout = Layout::from_size_align(1000, 64).unwrap();
         // SAFETY: non-zero layout; freed below with the same layout.
         let p = unsafe { heap.alloc(layout) };

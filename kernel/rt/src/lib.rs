@@ -10,18 +10,23 @@
 //! `platform-virtio` or `platform-unix`, set by `cargo xtask`. Everything else here is generic
 //! over `fata_hal::Platform` and unit-tested against its mock.
 #![cfg_attr(not(test), no_std)]
+// `unsafe` is allowed only in `heap` (the allocator) and `single` (one `Sync` assertion), and
+// in the platform wiring that installs the allocator.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
 pub mod config;
 pub mod console;
 mod executor;
+#[allow(unsafe_code)]
 pub mod heap;
 mod logger;
 #[cfg(feature = "net")]
 pub mod net;
 mod platform;
 mod runtime;
+#[allow(unsafe_code)]
 mod single;
 pub mod time;
 

@@ -15,8 +15,10 @@ compile_error!(
     "fata: no platform selected; build applications through `cargo xtask build --target <virtio|unix> --example NAME`"
 );
 
+// The allocator is installed here (one `unsafe` call to hand it the RAM).
 #[cfg(feature = "platform-virtio")]
 #[path = "platform/virtio.rs"]
+#[allow(unsafe_code)]
 mod imp;
 
 #[cfg(all(feature = "platform-unix", not(feature = "platform-virtio")))]

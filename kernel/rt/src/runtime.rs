@@ -30,16 +30,6 @@ impl<C> Runtime<C> {
     pub fn config(&self) -> &'static C {
         self.config
     }
-
-    /// Starts a task (see [`crate::spawn`]).
-    pub fn spawn<F: Future + 'static>(&self, f: F) -> crate::JoinHandle<F::Output> {
-        crate::spawn(f)
-    }
-
-    /// The platform's name.
-    pub fn platform(&self) -> &'static str {
-        Plat::NAME
-    }
 }
 
 /// What `main` may return: `()` or `Result<(), E>` with a displayable error.
