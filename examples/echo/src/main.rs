@@ -83,12 +83,18 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
     if !name.is_empty() {
         let net = net.clone();
         fata::spawn(async move {
-            // Wait for an address (DHCP) before asking.
-            while net.address().is_none() {
-                fata::time::sleep(fata::time::Duration::from_millis(10)).await;
-            }
-            match fata::time::timeout(fata::time::Duration::from_secs(10), net.resolve(name)).await
-            {
+            let lookup = async {
+                loop {
+                    match net.resolve(name).await {
+                        // No address yet (DHCP, SLAAC): ask again shortly.
+                        Err(fata::net::NetError::NoAddress) => {
+                            fata::time::sleep(fata::time::Duration::from_millis(10)).await
+                        }
+                        r => return r,
+                    }
+                }
+            };
+            match fata::time::timeout(fata::time::Duration::from_secs(10), lookup).await {
                 Ok(Ok(addrs)) => fata::println!("echo: {name} resolves to {addrs:?}"),
                 Ok(Err(e)) => fata::println!("echo: cannot resolve {name}: {e}"),
                 Err(_) => fata::println!("echo: resolving {name} timed out"),

@@ -1,7 +1,11 @@
 //! A website as a unikernel: serves the files under `examples/http/site/`, embedded into the
 //! image at build time, with correct content types, ETags (304 on If-None-Match), 404, HEAD,
-//! keep-alive and request-size limits (431/413/400), plus `/status`, a JSON document with
-//! counters: requests, bytes, dropped frames, heap in use.
+//! keep-alive and request-size limits (431/413/400), a deadline for each whole request (408
+//! for a client that trickles its request), plus `/status`, a JSON document with counters:
+//! requests, bytes, connections, the stack's drops and limits, heap in use.
+//!
+//! Between requests a connection is marked idle, so when the guest is at its connection limit
+//! the stack closes the connection idle longest to admit a new client instead of refusing it.
 //! `cargo xtask run --example http -p 8080:80`, then open http://localhost:8080/.
 #![no_std]
 #![no_main]
@@ -12,9 +16,12 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use fata::net::{Stack, TcpStream};
+use fata::net::{IpAddr, Stack, TcpStream};
 use fata::time::{Duration, Instant, timeout};
-use fata_http::{Limits, Method, Response, Site, error_response, parse_request, respond_static};
+use fata_http::{
+    Limit, Limits, Method, RequestTimer, Response, Site, error_response, parse_request,
+    respond_static, timeout_response,
+};
 
 include!(concat!(env!("OUT_DIR"), "/site.rs"));
 static SITE: Site = Site::new(FILES);
@@ -25,12 +32,17 @@ fata::config! {
         port: u16 = 80,
         /// Close a keep-alive connection after this long without a request.
         idle_timeout: Duration = Duration::from_secs(30),
+        /// A request's head and body must arrive within this long of its first byte, and a
+        /// response must be taken by the client within this long (else 408 / close).
+        request_timeout: Duration = Duration::from_secs(10),
     }
 }
 
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+static SLOW_REQUESTS: AtomicU64 = AtomicU64::new(0);
+static SLOW_READERS: AtomicU64 = AtomicU64::new(0);
 
 #[fata::main]
 async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
@@ -39,7 +51,10 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
         .listen(rt.config().port)
         .map_err(|e| format!("listen: {e}"))?;
     fata::log::info!("http: serving {} files", FILES.len());
-    let idle = rt.config().idle_timeout;
+    let timer = RequestTimer::new(
+        rt.config().idle_timeout.as_millis() as u64,
+        rt.config().request_timeout.as_millis() as u64,
+    );
     loop {
         let (conn, _) = listener
             .accept()
@@ -47,22 +62,38 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
             .map_err(|e| format!("accept: {e}"))?;
         CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         let net = net.clone();
-        fata::spawn(serve_connection(conn, net, idle));
+        fata::spawn(serve_connection(
+            conn,
+            net,
+            timer,
+            rt.config().request_timeout,
+        ));
     }
 }
 
 fn status_json(net: &Stack) -> String {
-    let (addr, c) = fata::net::summary(net);
+    let c = net.counters();
     let heap = fata::heap::stats();
+    let ipv6: Vec<String> = net
+        .addresses()
+        .iter()
+        .filter(|(a, _)| matches!(a, IpAddr::V6(_)))
+        .map(|(a, l)| format!("\"{a}/{l}\""))
+        .collect();
     format!(
         "{{\"requests\":{},\"bytes_sent\":{},\"connections\":{},\"uptime_ms\":{},\
-\"address\":{},\"rx_frames\":{},\"tx_frames\":{},\"dropped_frames\":{},\"rx_oversize\":{},\
-\"rx_runt\":{},\"bad_descriptors\":{},\"pending_dropped\":{},\"tcp_limit_hits\":{},\"heap_in_use\":{},\"heap_total\":{}}}\n",
+\"address\":{},\"ipv6\":[{}],\"rx_frames\":{},\"tx_frames\":{},\"dropped_frames\":{},\
+\"rx_oversize\":{},\"rx_runt\":{},\"bad_descriptors\":{},\"pending_dropped\":{},\
+\"handshake_timeouts\":{},\"tcp_limit_hits\":{},\"syn_dropped\":{},\"reclaimed\":{},\
+\"icmp_limited\":{},\"rst_limited\":{},\"slow_requests\":{},\"slow_readers\":{},\
+\"tcp_sockets\":{},\"tcp_limit\":{},\"heap_in_use\":{},\"heap_total\":{}}}\n",
         REQUESTS.load(Ordering::Relaxed),
         BYTES.load(Ordering::Relaxed),
         CONNECTIONS.load(Ordering::Relaxed),
         Instant::now().as_nanos() / 1_000_000,
-        addr.map_or(String::from("null"), |(a, l)| format!("\"{a}/{l}\"")),
+        net.ipv4()
+            .map_or(String::from("null"), |(a, l)| format!("\"{a}/{l}\"")),
+        ipv6.join(","),
         c.device.rx_frames,
         c.device.tx_frames,
         c.device.dropped(),
@@ -70,16 +101,49 @@ fn status_json(net: &Stack) -> String {
         c.device.rx_runt,
         c.device.bad_descriptor,
         c.pending_dropped,
+        c.handshake_timeouts,
         c.tcp_limit_hits,
+        c.syn_dropped,
+        c.reclaimed,
+        c.icmp_limited,
+        c.rst_limited,
+        SLOW_REQUESTS.load(Ordering::Relaxed),
+        SLOW_READERS.load(Ordering::Relaxed),
+        c.tcp_sockets,
+        c.tcp_limit,
         heap.map_or(String::from("null"), |h| format!("{}", h.in_use)),
         heap.map_or(String::from("null"), |h| format!("{}", h.total)),
     )
 }
 
-async fn serve_connection(mut conn: TcpStream, net: Stack, idle: Duration) {
+fn now_ms() -> u64 {
+    Instant::now().as_nanos() / 1_000_000
+}
+
+/// Sends `out` unless the client does not take it within the request deadline.
+async fn send(conn: &mut TcpStream, out: &[u8], limit: Duration) -> bool {
+    match timeout(limit, conn.write_all(out)).await {
+        Ok(Ok(())) => {
+            BYTES.fetch_add(out.len() as u64, Ordering::Relaxed);
+            true
+        }
+        Ok(Err(_)) => false,
+        Err(_) => {
+            SLOW_READERS.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+async fn serve_connection(
+    mut conn: TcpStream,
+    net: Stack,
+    mut timer: RequestTimer,
+    write_limit: Duration,
+) {
     let limits = Limits::DEFAULT;
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut out: Vec<u8> = Vec::with_capacity(2048);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
     let mut skip = 0usize;
     let mut chunk = [0u8; 2048];
     loop {
@@ -125,24 +189,51 @@ async fn serve_connection(mut conn: TcpStream, net: Stack, idle: Duration) {
                 }
             };
             REQUESTS.fetch_add(u64::from(ok), Ordering::Relaxed);
-            if conn.write_all(&out).await.is_err() {
+            if !send(&mut conn, &out, write_limit).await {
                 return;
             }
-            BYTES.fetch_add(out.len() as u64, Ordering::Relaxed);
             buf.drain(..consumed);
             skip = body;
+            timer.end();
             if !keep_alive {
                 conn.shutdown();
                 let _ = timeout(Duration::from_secs(5), conn.flush()).await;
                 return;
             }
         }
-        match timeout(idle, conn.read(&mut chunk)).await {
+        // A request (or its body) is under way: its deadline runs. Otherwise the connection
+        // is idle, and the stack may close it to admit a new client at its limit.
+        let in_progress = !buf.is_empty() || skip > 0;
+        if in_progress {
+            timer.begin(now_ms());
+        } else {
+            timer.end();
+        }
+        conn.set_idle(!in_progress);
+        if buf.capacity() > 4096 && buf.is_empty() {
+            buf = Vec::new();
+        }
+        let (wait, limit) = timer.next_wait(now_ms());
+        let read = if wait == 0 {
+            Err(fata::time::Elapsed)
+        } else {
+            timeout(Duration::from_millis(wait), conn.read(&mut chunk)).await
+        };
+        match read {
+            Err(_) if limit == Limit::Request => {
+                SLOW_REQUESTS.fetch_add(1, Ordering::Relaxed);
+                out.clear();
+                timeout_response().write_to(&mut out);
+                let _ = timeout(Duration::from_secs(1), conn.write_all(&out)).await;
+                conn.shutdown();
+                return;
+            }
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
                 conn.shutdown();
                 return;
             }
             Ok(Ok(n)) => {
+                conn.set_idle(false);
                 let n = if skip > 0 {
                     let s = skip.min(n);
                     skip -= s;
@@ -152,6 +243,9 @@ async fn serve_connection(mut conn: TcpStream, net: Stack, idle: Duration) {
                     n
                 };
                 buf.extend_from_slice(&chunk[..n]);
+                if n > 0 || skip > 0 {
+                    timer.begin(now_ms());
+                }
             }
         }
     }
