@@ -8,6 +8,10 @@
 //!   `unix`), capture its console with timestamps, bound it with a timeout and decode the
 //!   exit status;
 //! - every external command is echoed before it runs ([`cmd::echo`]).
+//!
+//! No `unsafe` anywhere: the build driver needs none, and the compiler enforces it.
+
+#![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod build;
