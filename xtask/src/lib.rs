@@ -15,12 +15,14 @@
 
 pub mod bench;
 pub mod build;
+pub mod cargo_message;
 pub mod check;
 pub mod cleanup;
 pub mod client;
 pub mod cmd;
 pub mod compare;
 pub mod elfcheck;
+pub mod json;
 pub mod lint;
 pub mod linux_guest;
 pub mod netns;
