@@ -29,6 +29,7 @@ pub mod netns;
 pub mod qemu;
 pub mod runner;
 pub mod setup;
+pub mod symbols;
 pub mod target;
 
 use std::path::PathBuf;
