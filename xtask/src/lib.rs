@@ -7,6 +7,8 @@
 //! - [`qemu`] and [`runner`] start an image (QEMU for hypervisor targets, a process for
 //!   `unix`), capture its console with timestamps, bound it with a timeout and decode the
 //!   exit status;
+//! - [`check`] tells whether an application can run on each target; it reads cargo's JSON
+//!   messages with [`cargo_message`] (on [`json`]) and the symbols of rlibs with [`symbols`];
 //! - every external command is echoed before it runs ([`cmd::echo`]).
 //!
 //! No `unsafe` anywhere: the build driver needs none, and the compiler enforces it.
