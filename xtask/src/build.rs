@@ -159,6 +159,9 @@ fn build_app(
     }
     if target.bare_metal() {
         let report = elfcheck::check(&path)?;
+        for w in &report.warnings {
+            eprintln!("xtask: warning: {}: {w}", path.display());
+        }
         if !report.problems.is_empty() {
             let mut msg = format!("{} is not a valid fata image:", path.display());
             for p in &report.problems {
