@@ -30,6 +30,17 @@ fn a_clean_app_runs_on_every_target() {
 }
 
 #[test]
+fn every_detector_ran_on_every_crate_of_a_clean_app() {
+    // No crate root, rlib or toolchain library left unread, no message left undecoded.
+    let r = run("clean");
+    assert!(
+        r.iter().all(|t| t.warnings.is_empty()),
+        "{}",
+        xtask::check::render(&r, false)
+    );
+}
+
+#[test]
 fn a_dependency_using_std_fs_is_named_with_its_path() {
     let r = run("fs_app");
     let v = virtio(&r);

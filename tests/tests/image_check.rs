@@ -9,6 +9,11 @@ fn built_virtio_image_is_static_fixed_address_with_pvh_note_and_no_libc() {
     let img = fata_tests::image(Target::Virtio, "hello");
     let r = xtask::elfcheck::check(&img.path).unwrap();
     assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert!(
+        r.warnings.is_empty(),
+        "a check was skipped: {:?}",
+        r.warnings
+    );
     let (lo, _) = r.load_range.unwrap();
     assert_eq!(lo, 0x10_0000);
     assert_eq!(r.pvh_entry, Some(0x10_0000));

@@ -159,6 +159,9 @@ fn build_app(
     }
     if target.bare_metal() {
         let report = elfcheck::check(&path)?;
+        for w in &report.warnings {
+            eprintln!("xtask: warning: {}: {w}", path.display());
+        }
         if !report.problems.is_empty() {
             let mut msg = format!("{} is not a valid fata image:", path.display());
             for p in &report.problems {
@@ -177,18 +180,25 @@ fn explain(manifest: &Path, target: Target, what: &str, raw: &str) -> Error {
         manifest: manifest.to_path_buf(),
         verbose: false,
     };
+    let raw = if raw.is_empty() {
+        "(no compiler output)"
+    } else {
+        raw
+    };
     match crate::check::check_target(&opts, target) {
         Ok(r) if !r.findings.is_empty() => Error(format!(
             "{what} failed: a dependency needs the host OS\n{}",
             crate::check::render(&[r], false)
         )),
-        _ => Error(format!(
-            "{what} failed:\n{}",
-            if raw.is_empty() {
-                "(no compiler output)"
-            } else {
-                raw
+        Ok(r) => {
+            let mut msg = format!("{what} failed:\n{raw}");
+            for w in &r.warnings {
+                msg.push_str(&format!("\n(dependency analysis) warning: {w}"));
             }
+            Error(msg)
+        }
+        Err(e) => Error(format!(
+            "{what} failed:\n{raw}\n(the dependency analysis of `cargo xtask check` could not run: {e})"
         )),
     }
 }

@@ -6,16 +6,22 @@
 //!    `#![cfg_attr(not(feature = "X"), no_std)]` links it when feature X is on — and
 //!    `cargo tree -e features` tells which dependency turned X on;
 //! 2. **the object code**: every dependency's rlib (as built for the image, from cargo's JSON
-//!    artefact messages) is scanned for undefined symbols: `std::…` functions it calls, and C
+//!    artefact messages, decoded by [`crate::cargo_message`]) is scanned for undefined symbols
+//!    (read by [`crate::symbols`], no external tool): `std::…` functions it calls, and C
 //!    symbols that no Rust crate, the Rust runtime libraries or the image defines (libc calls
 //!    such as `getpid`, pulled in silently by crates gated on `cfg(unix)`);
 //! 3. **the link itself**: the image links against empty `libc.a`/`libm.a`/`libpthread.a`/…
 //!    stubs, so a host-library dependency cannot slip through as a "successful" build.
 //!
 //! The path from the application to each culprit comes from `cargo tree`.
+//!
+//! A detector never turns itself off quietly: a crate root, rlib or toolchain library that
+//! cannot be read, or a line of cargo's output that cannot be decoded, becomes a warning in
+//! the report that names the file and what was therefore not checked.
 
+use crate::cargo_message::Message;
 use crate::target::{TRIPLE, Target};
-use crate::{Error, Result, bail};
+use crate::{Error, Result, bail, symbols};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,6 +61,9 @@ pub struct TargetReport {
     pub unexplained: Option<String>,
     /// The compiler's full output (shown with `--verbose`).
     pub raw: String,
+    /// What the analysis could not look at, and why (a verdict of `ok` holds only for the
+    /// rest).
+    pub warnings: Vec<String>,
 }
 
 /// The package name of a manifest and the root of its workspace.
@@ -223,45 +232,84 @@ fn std_condition(root_src: &str) -> Option<Option<String>> {
 }
 
 /// A library built for the image.
-#[derive(Default)]
 struct Lib {
     rlibs: Vec<PathBuf>,
-    src: Option<PathBuf>,
+    src: PathBuf,
     features: BTreeSet<String>,
 }
 
-/// The artefacts of one build (package name -> library), and the compiler's output.
+/// What cargo's JSON output of one build says.
+#[derive(Default)]
+struct Messages {
+    /// Package name -> its libraries built for the image.
+    libs: BTreeMap<String, Lib>,
+    /// The compiler's rendered diagnostics, and any line that is not a message.
+    raw: String,
+    /// Lines that look like messages but could not be decoded.
+    warnings: Vec<String>,
+    /// The `success` of the `build-finished` message, if there was one.
+    finished: Option<bool>,
+}
+
+/// Whether a file cargo produced was built for the image's target (build scripts and
+/// proc-macros are built for the host, outside the `<target dir>/<triple>/` directory, and
+/// never linked into the image).
+fn built_for_image(file: &Path) -> bool {
+    file.components().any(|c| c.as_os_str() == TRIPLE)
+}
+
+/// Decodes cargo's standard output in `--message-format json…`.
+fn read_messages(stdout: &str) -> Messages {
+    let mut m = Messages::default();
+    for line in stdout.lines() {
+        if !line.trim_start().starts_with('{') {
+            // Not a message: a build script or proc-macro printing to standard output.
+            m.raw.push_str(line);
+            m.raw.push('\n');
+            continue;
+        }
+        match Message::parse(line) {
+            Err(e) => {
+                let shown: String = line.chars().take(120).collect();
+                m.warnings.push(format!(
+                    "a line of cargo's output could not be decoded ({e}), so what it reported was not checked: {shown}{}",
+                    if shown.len() < line.len() { "…" } else { "" }
+                ));
+            }
+            Ok(Message::Artifact(a)) if a.is_linkable_lib() => {
+                let rlibs: Vec<PathBuf> = a
+                    .filenames
+                    .iter()
+                    .filter(|f| f.extension().is_some_and(|x| x == "rlib") && built_for_image(f))
+                    .cloned()
+                    .collect();
+                if rlibs.is_empty() {
+                    continue;
+                }
+                let lib = m.libs.entry(a.package_name()).or_insert_with(|| Lib {
+                    rlibs: Vec::new(),
+                    src: a.src_path.clone(),
+                    features: BTreeSet::new(),
+                });
+                lib.rlibs.extend(rlibs);
+                lib.features.extend(a.features);
+            }
+            Ok(Message::CompilerMessage {
+                rendered: Some(r), ..
+            }) => m.raw.push_str(&r),
+            Ok(Message::BuildFinished { success }) => m.finished = Some(success),
+            Ok(_) => {}
+        }
+    }
+    m
+}
+
+/// The artefacts of one build, and the compiler's output.
 struct Built {
     libs: BTreeMap<String, Lib>,
     success: bool,
     raw: String,
-}
-
-/// The package name in a cargo package id (`registry+…#name@1.0`, `path+file:///x/name#1.0`).
-fn package_name(id: &str) -> String {
-    let (url, frag) = id.rsplit_once('#').unwrap_or((id, ""));
-    match frag.split_once('@') {
-        Some((name, _)) => name.to_string(),
-        None => url.rsplit('/').next().unwrap_or(url).to_string(),
-    }
-}
-
-fn json_str(v: &str, key: &str) -> Option<String> {
-    let at = v.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let mut out = String::new();
-    let mut chars = v[at..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(out),
-            '\\' => match chars.next()? {
-                'n' => out.push('\n'),
-                't' => out.push('\t'),
-                c => out.push(c),
-            },
-            c => out.push(c),
-        }
-    }
-    None
+    warnings: Vec<String>,
 }
 
 fn build_json(manifest: &Path, package: &str, target: Target, target_dir: &Path) -> Result<Built> {
@@ -275,117 +323,89 @@ fn build_json(manifest: &Path, package: &str, target: Target, target_dir: &Path)
     )?;
     crate::cmd::echo(&c);
     let out = c.output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let mut libs: BTreeMap<String, Lib> = BTreeMap::new();
-    let mut raw = String::new();
-    for line in stdout.lines() {
-        if line.contains("\"reason\":\"compiler-artifact\"") && line.contains("\"kind\":[\"lib\"]")
-        {
-            let name = package_name(&json_str(line, "package_id").unwrap_or_default());
-            let src = line
-                .split("\"target\":{")
-                .nth(1)
-                .and_then(|t| json_str(t, "src_path"))
-                .map(PathBuf::from);
-            let list = |key: &str| -> Vec<String> {
-                line.split(&format!("\"{key}\":["))
-                    .nth(1)
-                    .and_then(|f| f.split(']').next())
-                    .unwrap_or("")
-                    .split(',')
-                    .map(|s| s.trim().trim_matches('"').to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            };
-            // Only what is built for the image's target: build scripts and proc-macros are
-            // built for the host and never linked into the image.
-            let rlibs: Vec<PathBuf> = list("filenames")
-                .into_iter()
-                .filter(|f| f.ends_with(".rlib") && f.contains(&format!("/{TRIPLE}/")))
-                .map(PathBuf::from)
-                .collect();
-            if rlibs.is_empty() {
-                continue;
-            }
-            let e = libs.entry(name).or_default();
-            e.rlibs.extend(rlibs);
-            e.features.extend(list("features"));
-            if e.src.is_none() {
-                e.src = src;
-            }
-        } else if line.contains("\"reason\":\"compiler-message\"")
-            && let Some(r) = json_str(line, "rendered")
-        {
-            raw.push_str(&r);
-        }
+    let mut m = read_messages(&String::from_utf8_lossy(&out.stdout));
+    m.raw.push_str(&String::from_utf8_lossy(&out.stderr));
+    if m.finished.is_none() {
+        m.warnings.push(
+            "cargo's output ended without a `build-finished` message: libraries it built after that point were not checked".into(),
+        );
     }
-    raw.push_str(&String::from_utf8_lossy(&out.stderr));
     Ok(Built {
-        libs,
+        libs: m.libs,
         success: out.status.success(),
-        raw,
+        raw: m.raw,
+        warnings: m.warnings,
     })
-}
-
-/// Defined and undefined global symbols of an rlib's object files (read with binutils' `nm`,
-/// which copes with every archive and object variant rustc produces).
-fn rlib_symbols(path: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
-    let (mut def, mut undef) = (BTreeSet::new(), BTreeSet::new());
-    let Ok(out) = Command::new("nm")
-        .args(["-g", "--format=posix"])
-        .arg(path)
-        .output()
-    else {
-        return (def, undef);
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut w = line.split_whitespace();
-        let (Some(name), Some(kind)) = (w.next(), w.next()) else {
-            continue;
-        };
-        if name.ends_with(':') {
-            continue; // "archive[member]:" headers
-        }
-        match kind {
-            "U" => {
-                undef.insert(name.to_string());
-            }
-            "w" | "v" => {} // weak undefined: optional by definition
-            _ => {
-                def.insert(name.to_string());
-            }
-        }
-    }
-    (def, undef)
 }
 
 /// Everything the toolchain's own support libraries define: `core`, `alloc`,
 /// `compiler_builtins` and the C compiler's `libgcc` (128-bit arithmetic and the like; no OS
-/// behind any of them).
-fn toolchain_defined() -> BTreeSet<String> {
+/// behind any of them). The warnings say which of them could not be read: the C symbols they
+/// define would then be reported as calls into the host C library.
+fn toolchain_defined() -> (BTreeSet<String>, Vec<String>) {
+    const RUST_LIBS: [&str; 3] = ["core", "alloc", "compiler_builtins"];
+    const CONSEQUENCE: &str =
+        "C symbols it defines may be reported as calls into the host C library";
     let mut libs = Vec::new();
-    if let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-            .join(format!("lib/rustlib/{TRIPLE}/lib"));
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if ["libcore-", "liballoc-", "libcompiler_builtins-"]
-                .iter()
-                .any(|p| n.starts_with(p))
-                && n.ends_with(".rlib")
-            {
-                libs.push(e.path());
+    let mut warnings = Vec::new();
+    let stderr_or = |r: std::io::Result<std::process::Output>| match r {
+        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        Err(e) => e.to_string(),
+    };
+    // In the root, like the cargo that builds the image, so that both see the same toolchain.
+    match Command::new("rustc")
+        .current_dir(crate::root())
+        .args(["--print", "sysroot"])
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+                .join(format!("lib/rustlib/{TRIPLE}/lib"));
+            let names: Vec<String> = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for lib in RUST_LIBS {
+                let prefix = format!("lib{lib}-");
+                match names
+                    .iter()
+                    .find(|n| n.starts_with(&prefix) && n.ends_with(".rlib"))
+                {
+                    Some(n) => libs.push(dir.join(n)),
+                    None => warnings.push(format!(
+                        "the toolchain library `{lib}` was not found in {}: {CONSEQUENCE}",
+                        dir.display()
+                    )),
+                }
             }
         }
+        r => warnings.push(format!(
+            "`rustc --print sysroot` failed ({}), so the Rust toolchain's libraries were not read: {CONSEQUENCE}",
+            stderr_or(r)
+        )),
     }
-    if let Ok(out) = Command::new("cc").arg("-print-libgcc-file-name").output() {
-        libs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    match Command::new("cc").arg("-print-libgcc-file-name").output() {
+        Ok(out) if out.status.success() => {
+            libs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        }
+        r => warnings.push(format!(
+            "`cc -print-libgcc-file-name` failed ({}), so libgcc was not read: {CONSEQUENCE}",
+            stderr_or(r)
+        )),
     }
     let mut def = BTreeSet::new();
     for l in libs {
-        def.extend(rlib_symbols(&l).0);
+        match symbols::archive_symbols(&l) {
+            Ok(s) => def.extend(s.defined),
+            Err(e) => warnings.push(format!(
+                "a toolchain library was not read: {e}; {CONSEQUENCE}"
+            )),
+        }
     }
-    def
+    (def, warnings)
 }
 
 /// Symbols the image itself provides at link time (the linker script, the allocator shim).
@@ -423,6 +443,7 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
             .join(target.name())
     };
     let built = build_json(&opts.manifest, &package, target, &target_dir)?;
+    let mut warnings = built.warnings;
     if !target.bare_metal() {
         return Ok(TargetReport {
             target,
@@ -430,19 +451,31 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
             findings: Vec::new(),
             unexplained: (!built.success).then(|| first_errors(&built.raw)),
             raw: built.raw,
+            warnings,
         });
     }
+    if built.libs.is_empty() {
+        warnings.push(
+            "cargo reported no library built for the image, so no dependency was checked".into(),
+        );
+    }
     let tree = cargo_tree(&opts.manifest, &package)?;
-    let sysroot = toolchain_defined();
-    let mut syms: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
-    let mut all_defined: BTreeSet<String> = sysroot;
+    let (mut all_defined, toolchain_warnings) = toolchain_defined();
+    warnings.extend(toolchain_warnings);
+    // Package name -> the undefined symbols of its rlibs.
+    let mut undefined: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for (name, lib) in &built.libs {
-        let e = syms.entry(name.clone()).or_default();
+        let u = undefined.entry(name).or_default();
         for r in &lib.rlibs {
-            let (d, u) = rlib_symbols(r);
-            all_defined.extend(d.iter().cloned());
-            e.0.extend(d);
-            e.1.extend(u);
+            match symbols::archive_symbols(r) {
+                Ok(s) => {
+                    all_defined.extend(s.defined);
+                    u.extend(s.undefined);
+                }
+                Err(e) => warnings.push(format!(
+                    "the object code of `{name}` was not scanned for calls into std or the C library: {e}"
+                )),
+            }
         }
     }
     let mut findings = Vec::new();
@@ -450,13 +483,14 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
         if name == &package || tree.proc_macros.contains(name) {
             continue;
         }
-        let src = &lib.src;
         let mut uses = Vec::new();
         let mut feature = None;
-        if let Some(src) = src
-            && let Ok(text) = std::fs::read_to_string(src)
-        {
-            match std_condition(&text) {
+        match std::fs::read_to_string(&lib.src) {
+            Err(e) => warnings.push(format!(
+                "the crate root of `{name}` could not be read, so whether it links std is unknown: {}: {e}",
+                lib.src.display()
+            )),
+            Ok(text) => match std_condition(&text) {
                 Some(None) => {
                     uses.push("links std: its crate root is not `#![no_std]`".to_string())
                 }
@@ -470,9 +504,9 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
                     feature = Some((f, by));
                 }
                 _ => {}
-            }
+            },
         }
-        if let Some((_, undef)) = syms.get(name) {
+        if let Some(undef) = undefined.get(name.as_str()) {
             let stds: Vec<String> = undef
                 .iter()
                 .filter(|s| is_std_symbol(s))
@@ -537,6 +571,7 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
         findings,
         unexplained,
         raw: built.raw,
+        warnings,
     })
 }
 
@@ -584,7 +619,15 @@ pub fn render(reports: &[TargetReport], verbose: bool) -> String {
     let mut s = String::new();
     for r in reports {
         if r.ok {
-            s.push_str(&format!("{}: ok\n", r.target.name()));
+            if r.warnings.is_empty() {
+                s.push_str(&format!("{}: ok\n", r.target.name()));
+            } else {
+                s.push_str(&format!(
+                    "{}: ok as far as checked, but the check is incomplete\n",
+                    r.target.name()
+                ));
+            }
+            push_warnings(&mut s, &r.warnings);
             continue;
         }
         s.push_str(&format!("{}: cannot run there\n", r.target.name()));
@@ -596,6 +639,7 @@ pub fn render(reports: &[TargetReport], verbose: bool) -> String {
             s.push_str(&format!("      path: {}\n", f.path.join(" -> ")));
             s.push_str(&format!("      fix: {}\n", advice(f)));
         }
+        push_warnings(&mut s, &r.warnings);
         if let Some(u) = &r.unexplained {
             s.push_str("  the build failed for another reason:\n");
             for l in u.lines() {
@@ -610,6 +654,12 @@ pub fn render(reports: &[TargetReport], verbose: bool) -> String {
         }
     }
     s
+}
+
+fn push_warnings(s: &mut String, warnings: &[String]) {
+    for w in warnings {
+        s.push_str(&format!("  warning: {w}\n"));
+    }
 }
 
 /// Checks every target.
@@ -646,19 +696,62 @@ mod tests {
         assert!(t.proc_macros.contains("pm"));
     }
 
+    /// A `compiler-artifact` line for a library of package `name` with the given files.
+    fn artifact(name: &str, kind: &str, files: &[&str]) -> String {
+        let files: Vec<String> = files.iter().map(|f| format!("\"{f}\"")).collect();
+        format!(
+            r#"{{"reason":"compiler-artifact","package_id":"path+file:///w/{name}#0.1.0","manifest_path":"/w/{name}/Cargo.toml","target":{{"kind":["{kind}"],"crate_types":["{kind}"],"name":"{name}","src_path":"/w/{name}/src/lib.rs","edition":"2024","doc":true,"doctest":true,"test":true}},"profile":{{"opt_level":"0","debuginfo":2,"debug_assertions":true,"overflow_checks":true,"test":false}},"features":["std"],"filenames":[{}],"executable":null,"fresh":true}}"#,
+            files.join(",")
+        )
+    }
+
     #[test]
-    fn package_names_come_out_of_package_ids() {
+    fn only_libraries_built_for_the_image_are_scanned() {
+        let image = format!("/t/{TRIPLE}/debug/deps");
+        let stdout = [
+            artifact("dep", "lib", &[&format!("{image}/libdep-1.rlib"), &format!("{image}/libdep-1.rmeta")]),
+            // A build-script dependency: built for the host, never linked into the image.
+            artifact("hostdep", "lib", &["/t/debug/deps/libhostdep-2.rlib"]),
+            artifact("pm", "proc-macro", &["/t/debug/deps/libpm-3.so"]),
+            // A diagnostic whose text looks like an artefact message.
+            r#"{"reason":"compiler-message","package_id":"path+file:///w/dep#0.1.0","message":{"rendered":"warning: {\"reason\":\"compiler-artifact\",\"target\":{\"kind\":[\"lib\"]}}\n","level":"warning","spans":[],"children":[],"code":null,"message":"x"}}"#.to_string(),
+            "a build script printing to stdout".to_string(),
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/cut#0.1.0","#.to_string(),
+            r#"{"reason":"build-finished","success":true}"#.to_string(),
+        ]
+        .join("\n");
+        let m = read_messages(&stdout);
+        assert_eq!(m.libs.keys().collect::<Vec<_>>(), ["dep"]);
+        let dep = &m.libs["dep"];
+        assert_eq!(dep.rlibs, [PathBuf::from(format!("{image}/libdep-1.rlib"))]);
+        assert_eq!(dep.src, PathBuf::from("/w/dep/src/lib.rs"));
+        assert!(dep.features.contains("std"));
         assert_eq!(
-            package_name("registry+https://github.com/rust-lang/crates.io-index#x86_64@0.15.5"),
-            "x86_64"
+            m.raw,
+            "warning: {\"reason\":\"compiler-artifact\",\"target\":{\"kind\":[\"lib\"]}}\na build script printing to stdout\n"
         );
-        assert_eq!(
-            package_name("path+file:///work/main/boot#fata-boot@0.1.0"),
-            "fata-boot"
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        assert!(
+            m.warnings[0].contains("could not be decoded") && m.warnings[0].contains("/w/cut#"),
+            "{:?}",
+            m.warnings
         );
+        assert_eq!(m.finished, Some(true));
+    }
+
+    #[test]
+    fn an_incomplete_check_says_so_even_when_nothing_was_found() {
+        let report = TargetReport {
+            target: Target::Virtio,
+            ok: true,
+            findings: Vec::new(),
+            unexplained: None,
+            raw: String::new(),
+            warnings: vec!["the object code of `dep` was not scanned: x.rlib: bad".into()],
+        };
         assert_eq!(
-            package_name("path+file:///work/t/crates/featured#0.1.0"),
-            "featured"
+            render(&[report], false),
+            "virtio: ok as far as checked, but the check is incomplete\n  warning: the object code of `dep` was not scanned: x.rlib: bad\n"
         );
     }
 

@@ -17,6 +17,8 @@ pub struct Report {
     pub pvh_entry: Option<u32>,
     /// Lowest and highest loaded address.
     pub load_range: Option<(u64, u64)>,
+    /// Checks that could not run on this image (no problem found, but none looked for).
+    pub warnings: Vec<String>,
 }
 
 /// Symbol name prefixes that only the host C library (glibc, libm, libpthread, libdl) defines.
@@ -115,12 +117,29 @@ pub fn check_bytes(data: &[u8]) -> Report {
 
     // Symbols: undefined ones mean the link relied on something the image does not have;
     // host libc names mean glibc was linked in.
-    if let Ok(sections) = hdr.sections(e, data) {
-        if let Ok(symtab) = sections.symbols(e, data, elf::SHT_SYMTAB) {
+    let sections = match hdr.sections(e, data) {
+        Ok(s) => s,
+        Err(err) => {
+            r.problems.push(format!(
+                "unreadable section headers ({err}): its symbols could not be checked"
+            ));
+            return r;
+        }
+    };
+    match sections.symbols(e, data, elf::SHT_SYMTAB) {
+        Err(err) => r.problems.push(format!(
+            "unreadable symbol table ({err}): undefined symbols and host C library code could not be looked for"
+        )),
+        Ok(symtab) if symtab.is_empty() => r.warnings.push(
+            "no symbol table (stripped?): undefined symbols and host C library code could not be looked for; check the image before stripping it".into(),
+        ),
+        Ok(symtab) => {
             let mut undefined = Vec::new();
             let mut libc = Vec::new();
+            let mut unnamed = 0;
             for s in symtab.iter().skip(1) {
                 let Ok(name) = s.name(e, symtab.strings()) else {
+                    unnamed += 1;
                     continue;
                 };
                 let name = String::from_utf8_lossy(name).into_owned();
@@ -151,15 +170,20 @@ pub fn check_bytes(data: &[u8]) -> Report {
                     summarize(&libc)
                 ));
             }
-        }
-        for s in sections.iter() {
-            if let Ok(name @ (b".interp" | b".dynamic")) = sections.section_name(e, s)
-                && !r.problems.iter().any(|p| p.contains("dynamically"))
-            {
-                let n = String::from_utf8_lossy(name);
-                r.problems
-                    .push(format!("has a {n} section: it was linked dynamically"));
+            if unnamed > 0 {
+                r.problems.push(format!(
+                    "{unnamed} symbols have unreadable names: they could not be checked"
+                ));
             }
+        }
+    }
+    for s in sections.iter() {
+        if let Ok(name @ (b".interp" | b".dynamic")) = sections.section_name(e, s)
+            && !r.problems.iter().any(|p| p.contains("dynamically"))
+        {
+            let n = String::from_utf8_lossy(name);
+            r.problems
+                .push(format!("has a {n} section: it was linked dynamically"));
         }
     }
     r
@@ -186,6 +210,46 @@ mod tests {
     #[test]
     fn garbage_is_not_an_image() {
         assert_eq!(check_bytes(b"hello").problems, ["not a 64-bit ELF file"]);
+    }
+
+    /// A bare x86_64 ELF executable header: no segments, and `shnum` section headers at
+    /// `shoff`.
+    fn elf_header(shoff: u64, shnum: u16) -> Vec<u8> {
+        let mut h = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        h.extend(elf::ET_EXEC.to_le_bytes());
+        h.extend(elf::EM_X86_64.to_le_bytes());
+        h.extend(1u32.to_le_bytes()); // e_version
+        h.extend(0x10_0000u64.to_le_bytes()); // e_entry
+        h.extend(0u64.to_le_bytes()); // e_phoff
+        h.extend(shoff.to_le_bytes());
+        h.extend(0u32.to_le_bytes()); // e_flags
+        h.extend(64u16.to_le_bytes()); // e_ehsize
+        h.extend(56u16.to_le_bytes()); // e_phentsize
+        h.extend(0u16.to_le_bytes()); // e_phnum
+        h.extend(64u16.to_le_bytes()); // e_shentsize
+        h.extend(shnum.to_le_bytes());
+        h.extend(0u16.to_le_bytes()); // e_shstrndx
+        h
+    }
+
+    #[test]
+    fn a_stripped_image_says_its_symbols_were_not_checked() {
+        let r = check_bytes(&elf_header(0, 0));
+        assert!(
+            r.warnings.iter().any(|w| w.contains("no symbol table")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn unreadable_section_headers_are_a_problem_not_a_skipped_check() {
+        let r = check_bytes(&elf_header(0x1000, 4));
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.contains("unreadable section headers")),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -7,22 +7,31 @@
 //! - [`qemu`] and [`runner`] start an image (QEMU for hypervisor targets, a process for
 //!   `unix`), capture its console with timestamps, bound it with a timeout and decode the
 //!   exit status;
+//! - [`check`] tells whether an application can run on each target; it reads cargo's JSON
+//!   messages with [`cargo_message`] (on [`json`]) and the symbols of rlibs with [`symbols`];
 //! - every external command is echoed before it runs ([`cmd::echo`]).
+//!
+//! No `unsafe` anywhere: the build driver needs none, and the compiler enforces it.
+
+#![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod build;
+pub mod cargo_message;
 pub mod check;
 pub mod cleanup;
 pub mod client;
 pub mod cmd;
 pub mod compare;
 pub mod elfcheck;
+pub mod json;
 pub mod lint;
 pub mod linux_guest;
 pub mod netns;
 pub mod qemu;
 pub mod runner;
 pub mod setup;
+pub mod symbols;
 pub mod target;
 
 use std::path::PathBuf;

@@ -1,5 +1,7 @@
 //! `cargo xtask`: fata's build driver. Run `cargo xtask help`.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 use std::time::Duration;
 use xtask::build::{BuildOpts, build};
