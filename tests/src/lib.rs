@@ -156,3 +156,42 @@ pub fn boot_in(ns: &Netns, example: &str, port: u16, args: &[&str]) -> xtask::ru
     let img = image(Target::Virtio, example);
     xtask::netns::boot_ready(ns, &img, port, args, BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Runs `netclient ARGS` inside the namespace and asserts it printed `ok`; returns its output.
+#[track_caller]
+pub fn netclient(ns: &Netns, args: &[&str]) -> String {
+    // Test binaries live in target/<profile>/deps; cargo builds `netclient` next to deps.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let netclient = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("netclient"))
+        .expect("target directory");
+    let (ok, out) = ns.run(netclient.to_str().expect("UTF-8 path"), args);
+    assert!(
+        ok && out.contains("ok"),
+        "netclient {}: {out}",
+        args.join(" ")
+    );
+    out
+}
+
+/// The http example's `/status` document, fetched from inside the namespace.
+#[track_caller]
+pub fn status(ns: &Netns, guest: &str) -> String {
+    netclient(ns, &["status", guest, "80"])
+}
+
+/// A numeric field of a `/status` document (panics, naming the field, if it is missing).
+#[track_caller]
+pub fn field(status: &str, name: &str) -> u64 {
+    let at = status
+        .find(&format!("\"{name}\":"))
+        .unwrap_or_else(|| panic!("{name} missing: {status}"));
+    status[at + name.len() + 3..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a number: {status}"))
+}

@@ -88,3 +88,50 @@ fn echo_serves_fifty_clients_at_once() {
         h.join().unwrap().unwrap();
     }
 }
+
+/// A TCP echo server on the host at `addr` for one connection (QEMU's user networking takes
+/// the guest's connections to 10.0.2.2 and fec0::2 to the host's loopback addresses).
+fn host_echo_once(addr: &str) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind(addr).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            let mut b = [0u8; 64];
+            if let Ok(n) = c.read(&mut b) {
+                let _ = c.write_all(&b[..n]);
+            }
+        }
+    });
+    (port, t)
+}
+
+#[test]
+fn slaac_from_user_networking_and_round_trips_to_the_host_over_both_families() {
+    let (p6, t6) = host_echo_once("[::1]:0");
+    let (p4, t4) = host_echo_once("127.0.0.1:0");
+    let connect6 = format!("connect=[fec0::2]:{p6}");
+    let vm = boot_user_net("echo", Machine::Microvm, 7, &[&connect6], &[]);
+    vm.vm
+        .wait_for_line(
+            "net: IPv6 address fec0::5054:ff:fe12:3456/64",
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+    vm.vm
+        .wait_for_line(
+            &format!("echo: round trip to [fec0::2]:{p6} ok"),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+    let connect4 = format!("connect=10.0.2.2:{p4}");
+    let vm4 = boot_user_net("echo", Machine::Microvm, 7, &[&connect4], &[]);
+    vm4.vm
+        .wait_for_line(
+            &format!("echo: round trip to 10.0.2.2:{p4} ok"),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+    t6.join().unwrap();
+    t4.join().unwrap();
+}

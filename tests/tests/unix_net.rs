@@ -51,6 +51,23 @@ fn socket_mode_echoes_tcp_and_udp() {
 }
 
 #[test]
+fn socket_mode_listens_on_both_families() {
+    let port = free_port();
+    let (_vm, addr) = boot_socket("echo", port, &["net=socket"]);
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    check_echo(v6, 100_000).unwrap();
+    check_echo(addr, 100_000).unwrap();
+    for (local, to) in [("[::1]:0", v6), ("127.0.0.1:0", addr)] {
+        let u = std::net::UdpSocket::bind(local).unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        u.send_to(b"both families", to).unwrap();
+        let mut b = [0u8; 64];
+        let (n, from) = u.recv_from(&mut b).unwrap();
+        assert_eq!((&b[..n], from), (&b"both families"[..], to));
+    }
+}
+
+#[test]
 fn a_port_already_in_use_is_reported_and_exits_non_zero() {
     let busy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = busy.local_addr().unwrap().port();

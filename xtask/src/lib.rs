@@ -27,6 +27,7 @@ pub mod elfcheck;
 pub mod json;
 pub mod lint;
 pub mod linux_guest;
+pub mod load;
 pub mod netns;
 pub mod qemu;
 pub mod runner;

@@ -7,7 +7,8 @@ use crate::runner::{BootOpts, Running, boot};
 use crate::{Error, Result};
 use std::time::Duration;
 
-/// A network namespace with a TAP device `tap0` (host side 10.77.0.1/24), removed on drop.
+/// A network namespace with a TAP device `tap0` (host side 10.77.0.1/24 and fd77::1/64),
+/// removed on drop.
 /// Needs root and `ip` (iproute2).
 pub struct Netns {
     /// The namespace's name.
@@ -23,7 +24,7 @@ fn ip(args: &[&str]) {
 }
 
 impl Netns {
-    /// Creates `fata-<pid>-<tag>` with `tap0` up at 10.77.0.1/24 and MTU `mtu`.
+    /// Creates `fata-<pid>-<tag>` with `tap0` up at 10.77.0.1/24 and fd77::1/64, MTU `mtu`.
     pub fn new(tag: &str, mtu: u32) -> Netns {
         let name = format!("fata-{}-{tag}", std::process::id());
         // A namespace left over by an earlier, killed run.
@@ -38,6 +39,8 @@ impl Netns {
         ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"]);
         ns.ip(&["link", "set", "tap0", "mtu", &mtu.to_string()]);
         ns.ip(&["addr", "add", "10.77.0.1/24", "dev", "tap0"]);
+        // No duplicate address detection: the address is usable at once.
+        ns.ip(&["-6", "addr", "add", "fd77::1/64", "dev", "tap0", "nodad"]);
         ns.ip(&["link", "set", "tap0", "up"]);
         ns
     }
@@ -122,7 +125,6 @@ pub fn boot_ready_mem(
     opts.qemu.net = Some(crate::qemu::NetBackend::Tap {
         ifname: "tap0".into(),
     });
-    opts.qemu.memory_mib = memory_mib;
     opts.qemu.memory_mib = memory_mib;
     let vm = boot(image, &opts)?;
     if let Err(e) = vm.wait_for_line(&format!("fata: ready tcp/{port}"), timeout) {

@@ -39,13 +39,25 @@ const MSI_ADDRESS_BOOT_CPU: u32 = 0xfee0_0000;
 /// The MSI-X table entry fata uses for all of a device's interrupts.
 const MSIX_ENTRY: u16 = 0;
 
+/// The configuration-space offset of field `off` of the capability at `cap`, if the whole
+/// dword lies inside the 256-byte space: the device chooses where its capabilities are, and
+/// one placed at the very end must not make the offset wrap (or panic).
+fn cap_field(cap: u8, off: u8) -> Option<u8> {
+    cap.checked_add(off).filter(|a| *a <= 0xfc)
+}
+
 /// Points MSI-X table entry 0 at `vector` on the boot CPU and enables MSI-X. Returns whether
 /// the device has MSI-X.
 pub fn enable_msix(b: &Bdf, vector: u8) -> bool {
     let Some(&(_, cap)) = b.capabilities().iter().find(|(id, _)| *id == CAP_ID_MSIX) else {
         return false;
     };
-    let table = b.read32(cap + MSIX_TABLE);
+    let (Some(table_at), Some(control_at)) =
+        (cap_field(cap, MSIX_TABLE), cap_field(cap, MSIX_CONTROL))
+    else {
+        return false;
+    };
+    let table = b.read32(table_at);
     let Some(t) = b.mmio_window(
         (table & MSIX_TABLE_BIR) as u8,
         table & !MSIX_TABLE_BIR,
@@ -57,9 +69,9 @@ pub fn enable_msix(b: &Bdf, vector: u8) -> bool {
     t.write32(MSIX_ENTRY_ADDR_HI, 0);
     t.write32(MSIX_ENTRY_DATA, u32::from(vector)); // fixed delivery, edge
     t.write32(MSIX_ENTRY_VECTOR_CONTROL, 0); // unmasked
-    let ctl = b.read16(cap + MSIX_CONTROL);
+    let ctl = b.read16(control_at);
     b.write16(
-        cap + MSIX_CONTROL,
+        control_at,
         (ctl | MSIX_CONTROL_ENABLE) & !MSIX_CONTROL_FUNCTION_MASK,
     );
     true
@@ -150,16 +162,23 @@ impl PciTransport {
             if id != CAP_ID_VENDOR {
                 continue;
             }
+            // A capability too close to the end of the space to hold its fields is ignored.
+            let Some(length_at) = cap_field(cap, VIRTIO_CAP_LENGTH) else {
+                continue;
+            };
             let kind = b.read8(cap + VIRTIO_CAP_CFG_TYPE);
             let bar = b.read8(cap + VIRTIO_CAP_BAR);
             let off = b.read32(cap + VIRTIO_CAP_OFFSET);
-            let len = b.read32(cap + VIRTIO_CAP_LENGTH);
+            let len = b.read32(length_at);
             let w = || b.mmio_window(bar, off, len);
             match kind {
                 VIRTIO_PCI_CAP_COMMON if common.is_none() => common = w(),
                 VIRTIO_PCI_CAP_NOTIFY if notify.is_none() => {
+                    let Some(mul_at) = cap_field(cap, VIRTIO_CAP_NOTIFY_OFF_MULTIPLIER) else {
+                        continue;
+                    };
                     notify = w();
-                    mul = b.read32(cap + VIRTIO_CAP_NOTIFY_OFF_MULTIPLIER);
+                    mul = b.read32(mul_at);
                 }
                 VIRTIO_PCI_CAP_ISR if isr.is_none() => isr = w(),
                 VIRTIO_PCI_CAP_DEVICE if device.is_none() => device = w(),
@@ -402,5 +421,20 @@ impl Transport for PciTransport {
                 io.read8(base + (off as u16).min(L_CONFIG_MAX))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_fields_past_the_end_of_config_space_are_refused() {
+        assert_eq!(cap_field(0x40, VIRTIO_CAP_LENGTH), Some(0x4c));
+        assert_eq!(cap_field(0xf0, VIRTIO_CAP_LENGTH), Some(0xfc));
+        assert_eq!(cap_field(0xf4, VIRTIO_CAP_LENGTH), None);
+        assert_eq!(cap_field(0xfc, VIRTIO_CAP_NOTIFY_OFF_MULTIPLIER), None);
+        assert_eq!(cap_field(0xfc, MSIX_TABLE), None);
+        assert_eq!(cap_field(0xf8, MSIX_TABLE), Some(0xfc));
     }
 }

@@ -1,6 +1,7 @@
 //! TCP and UDP echo server: every connection (and datagram) gets back what it sends, many
 //! clients at once; `mode=sink|source` turn it into a throughput target, `lookup=NAME`
-//! resolves a name at start-up.
+//! resolves a name at start-up, `connect=HOST:PORT` checks an echo server elsewhere (IPv4 or
+//! IPv6: `[fec0::2]:7`) with a round trip.
 //! `cargo xtask run --example echo -p 7007:7` then `nc localhost 7007`.
 #![no_std]
 #![no_main]
@@ -9,7 +10,8 @@
 extern crate alloc;
 use alloc::format;
 use alloc::string::String;
-use fata::net::TcpStream;
+use fata::net::{NetError, SocketAddr, Stack, TcpStream};
+use fata::time::{Duration, sleep, timeout};
 
 fata::config! {
     pub struct Config {
@@ -22,6 +24,9 @@ fata::config! {
         bytes: u64 = 64 << 20,
         /// A name to resolve with DNS at start-up (the result is printed); empty: none.
         lookup: String = "",
+        /// An echo server to check at start-up with one round trip, HOST:PORT (IPv6 in
+        /// brackets); empty: none.
+        connect: String = "",
     }
 }
 
@@ -62,6 +67,37 @@ async fn source(mut conn: TcpStream, mut left: u64) {
     }
 }
 
+/// Connects to `target` (waiting for an address of its family first), sends a line and checks
+/// that it comes back.
+async fn round_trip(net: &Stack, target: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = target
+        .parse()
+        .map_err(|_| format!("`{target}` is not IP:PORT or [IPv6]:PORT"))?;
+    let mut conn = loop {
+        match net.connect(addr).await {
+            Err(NetError::NoAddress) => sleep(Duration::from_millis(10)).await,
+            r => break r.map_err(|e| format!("connect: {e}"))?,
+        }
+    };
+    let line = b"fata round trip\n";
+    conn.write_all(line)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut got = [0u8; 16];
+    let mut n = 0;
+    while n < line.len() {
+        match conn.read(&mut got[n..]).await {
+            Ok(0) => return Err("closed before the echo".into()),
+            Ok(k) => n += k,
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    if &got[..n] != line {
+        return Err("the echo differs".into());
+    }
+    Ok(addr)
+}
+
 #[fata::main]
 async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
     let net = rt.net().map_err(|e| format!("no network: {e}"))?;
@@ -98,6 +134,17 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
                 Ok(Ok(addrs)) => fata::println!("echo: {name} resolves to {addrs:?}"),
                 Ok(Err(e)) => fata::println!("echo: cannot resolve {name}: {e}"),
                 Err(_) => fata::println!("echo: resolving {name} timed out"),
+            }
+        });
+    }
+    let target = rt.config().connect.as_str();
+    if !target.is_empty() {
+        let net = net.clone();
+        fata::spawn(async move {
+            match timeout(Duration::from_secs(10), round_trip(&net, target)).await {
+                Ok(Ok(a)) => fata::println!("echo: round trip to {a} ok"),
+                Ok(Err(e)) => fata::println!("echo: round trip to {target} failed: {e}"),
+                Err(_) => fata::println!("echo: round trip to {target} timed out"),
             }
         });
     }

@@ -10,7 +10,7 @@
 //! reached its deadline, whatever woke it.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::rc::Rc;
 use alloc::sync::Arc;
 use alloc::task::Wake;
@@ -66,7 +66,9 @@ pub(crate) enum Stall {
 /// The executor. One per program, reached through [`current`].
 pub(crate) struct Executor {
     tasks: RefCell<Vec<Option<Task>>>,
-    free: RefCell<Vec<usize>>,
+    /// Free slots of `tasks`, reused lowest first so live tasks stay packed at the front and a
+    /// peak's slots can be given back.
+    free: RefCell<BTreeSet<usize>>,
     ready: Arc<ReadyQueue>,
     timers: RefCell<BTreeMap<TimerKey, Waker>>,
     seq: Cell<u64>,
@@ -78,7 +80,7 @@ impl Executor {
     pub(crate) fn new() -> Executor {
         Executor {
             tasks: RefCell::new(Vec::new()),
-            free: RefCell::new(Vec::new()),
+            free: RefCell::new(BTreeSet::new()),
             ready: Arc::new(ReadyQueue::default()),
             timers: RefCell::new(BTreeMap::new()),
             seq: Cell::new(0),
@@ -89,7 +91,7 @@ impl Executor {
 
     /// Adds a task and queues it to be polled.
     fn spawn_boxed(&self, future: BoxFuture) {
-        let slot = self.free.borrow_mut().pop().unwrap_or_else(|| {
+        let slot = self.free.borrow_mut().pop_first().unwrap_or_else(|| {
             let mut t = self.tasks.borrow_mut();
             t.push(None);
             t.len() - 1
@@ -189,9 +191,33 @@ impl Executor {
             task.handle.queued.store(false, Ordering::Release);
             let mut cx = Context::from_waker(&task.waker);
             match task.future.as_mut().poll(&mut cx) {
-                Poll::Ready(()) => self.free.borrow_mut().push(slot),
+                Poll::Ready(()) => {
+                    drop(task);
+                    self.release(slot);
+                }
                 Poll::Pending => self.tasks.borrow_mut()[slot] = Some(task),
             }
+        }
+    }
+
+    /// Frees a finished task's slot; trailing free slots are given back, and the tables shrink
+    /// once a peak of tasks (a connection burst) is over.
+    fn release(&self, slot: usize) {
+        let mut tasks = self.tasks.borrow_mut();
+        let mut free = self.free.borrow_mut();
+        free.insert(slot);
+        while matches!(tasks.last(), Some(None)) {
+            tasks.pop();
+            free.remove(&tasks.len());
+        }
+        let len = tasks.len();
+        if tasks.capacity() > 64 && len * 4 < tasks.capacity() {
+            tasks.shrink_to(len * 2);
+        }
+        let mut ready = self.ready.slots.lock();
+        let queued = ready.len();
+        if ready.capacity() > 64 && queued * 4 < ready.capacity() {
+            ready.shrink_to(queued * 2);
         }
     }
 
@@ -436,6 +462,31 @@ pub(crate) mod tests {
             current().armed_timers()
         });
         assert_eq!(r, Ok(0));
+    }
+
+    #[test]
+    fn a_peak_of_tasks_gives_its_slots_back() {
+        let e = fresh();
+        let r = e.block_on::<MockPlatform, _>(async {
+            let handles: Vec<_> = (0..1000u64)
+                .map(|i| spawn(async move { sleep(Duration::from_millis(i % 7)).await }))
+                .collect();
+            let peak = current().tasks.borrow().len();
+            for h in handles {
+                h.await;
+            }
+            // Let the finished tasks be released.
+            sleep(Duration::from_millis(1)).await;
+            (
+                peak,
+                current().tasks.borrow().len(),
+                current().tasks.borrow().capacity(),
+            )
+        });
+        let (peak, after, capacity) = r.unwrap();
+        assert!(peak > 1000, "{peak}");
+        assert!(after <= 2, "{after} slots left");
+        assert!(capacity <= 64, "capacity {capacity} kept");
     }
 
     #[test]

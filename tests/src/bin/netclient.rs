@@ -1,6 +1,8 @@
-//! `netclient http IP PORT SITE_DIR REQUESTS CONCURRENT` (concurrent connects in a burst) / `netclient echo IP PORT BYTES`:
-//! the host-side checks of `fata_tests::client`, as a program the TAP tests run inside a
-//! network namespace. Exit 0 and `ok` when every check passes.
+//! `netclient http IP PORT SITE_DIR REQUESTS CONCURRENT` (concurrent connects in a burst) / `netclient echo IP PORT BYTES`
+//! / `netclient burst IP PORT CLIENTS` / ...: the host-side checks of `fata_tests::client`
+//! and the load scenarios of `xtask::load`, as a program the TAP tests and benchmarks run
+//! inside a network namespace. IP may be IPv4 or IPv6. Exit 0 and `ok` when every check
+//! passes.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -8,8 +10,9 @@ use std::path::Path;
 
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let addr =
-        |ip: &str, port: &str| -> SocketAddr { format!("{ip}:{port}").parse().expect("IP PORT") };
+    let addr = |ip: &str, port: &str| -> SocketAddr {
+        SocketAddr::new(ip.parse().expect("IP"), port.parse().expect("PORT"))
+    };
     let r = match a.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["http", ip, port, site, n, c] => fata_tests::client::check_http(
             addr(ip, port),
@@ -37,10 +40,26 @@ fn main() {
             }
         }
         ["udp", ip, port, count] => udp_echo(addr(ip, port), count.parse().expect("COUNT")),
+        ["burst", ip, port, clients] => {
+            let o = xtask::load::burst(addr(ip, port), clients.parse().expect("CLIENTS"), "/612.html");
+            report("burst", &o)
+        }
+        ["keepalive", ip, port, clients, requests] => {
+            let o = xtask::load::keep_alive(
+                addr(ip, port),
+                clients.parse().expect("CLIENTS"),
+                requests.parse().expect("REQUESTS"),
+                "/612.html",
+            );
+            report("keepalive", &o)
+        }
+        ["idle-then-get", ip, port, idle] => idle_then_get(addr(ip, port), idle.parse().expect("IDLE")),
+        ["trickle", ip, port, ms] => xtask::load::trickle(addr(ip, port), std::time::Duration::from_millis(ms.parse().expect("MS")))
+            .map(|(d, status)| println!("trickle: cut off after {:.2} s, status {status:?}", d.as_secs_f64())),
         ["status", ip, port] => fata_tests::client::get(addr(ip, port), "/status")
             .map(|r| println!("{}", String::from_utf8_lossy(&r.body)))
             .map_err(|e| e.to_string()),
-        _ => Err("usage: netclient http IP PORT SITE REQUESTS CONCURRENT | echo IP PORT BYTES | send IP PORT BYTES | recv IP PORT | udp IP PORT COUNT | wait IP PORT SECONDS | status IP PORT".into()),
+        _ => Err("usage: netclient http IP PORT SITE REQUESTS CONCURRENT | echo IP PORT BYTES | send IP PORT BYTES | recv IP PORT | udp IP PORT COUNT | wait IP PORT SECONDS | status IP PORT | burst IP PORT CLIENTS | keepalive IP PORT CLIENTS REQUESTS | idle-then-get IP PORT IDLE | trickle IP PORT MS".into()),
     };
     match r {
         Ok(()) => println!("ok"),
@@ -51,9 +70,58 @@ fn main() {
     }
 }
 
+/// Prints what a scenario saw; fails unless every request was answered with 200.
+fn report(what: &str, o: &xtask::load::Outcome) -> Result<(), String> {
+    println!(
+        "{what}: ok={} failed={} in {:.2} s{}",
+        o.ok,
+        o.failed,
+        o.elapsed.as_secs_f64(),
+        o.first_error
+            .as_ref()
+            .map(|e| format!(" (first error: {e})"))
+            .unwrap_or_default()
+    );
+    if o.failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{} of the clients failed", o.failed))
+    }
+}
+
+/// Holds `idle` silent connections, then a normal client asks for a page: it must be
+/// answered. Reports how many of the idle connections the server closed to make room.
+fn idle_then_get(addr: SocketAddr, idle: usize) -> Result<(), String> {
+    let mut held = xtask::load::hold_idle(addr, idle);
+    let start = std::time::Instant::now();
+    let r = fata_tests::client::get(addr, "/612.html")
+        .map_err(|e| format!("the normal client: {e}"))?;
+    let took = start.elapsed();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let closed = xtask::load::closed_by_server(&mut held);
+    println!(
+        "idle-then-get: held={} closed_by_server={closed} status={} in {:.3} s",
+        held.len(),
+        r.status,
+        took.as_secs_f64()
+    );
+    if r.status == 200 {
+        Ok(())
+    } else {
+        Err(format!("status {}", r.status))
+    }
+}
+
 /// Sends `count` datagrams of different sizes to a UDP echo and checks each reply.
 fn udp_echo(addr: SocketAddr, count: usize) -> Result<(), String> {
-    let s = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    let any: SocketAddr = if addr.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .unwrap();
+    let s = std::net::UdpSocket::bind(any).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
     let mut buf = [0u8; 2048];

@@ -7,7 +7,7 @@ use crate::{ioapic, mmio};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use fata_hal::Events;
 use fata_hal::net::OpenError;
 use fata_virtio::mmio::{MmioTransport, parse_cmdline_device};
@@ -21,12 +21,15 @@ pub(crate) const DEVICE_VECTOR_BASE: u8 = 0x30;
 const VIRTIO_ID_NET: u32 = 1;
 
 static CMDLINE: spin::Once<&'static str> = spin::Once::new();
+/// The heap's size, so device buffers can be scaled to the machine.
+static HEAP_BYTES: AtomicU64 = AtomicU64::new(0);
 static NET_TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// Remembers what device discovery needs from boot: the command line and the RAM ranges
 /// (a device window claimed inside RAM is refused).
-pub(crate) fn init(cmdline: &'static str, ram: &[(u64, u64)]) {
+pub(crate) fn init(cmdline: &'static str, ram: &[(u64, u64)], heap_bytes: u64) {
     CMDLINE.call_once(|| cmdline);
+    HEAP_BYTES.store(heap_bytes, Ordering::Relaxed);
     mmio::init(ram);
 }
 
@@ -91,8 +94,11 @@ fn start(
     t: Box<dyn fata_virtio::Transport>,
     events: Events,
 ) -> Result<(VirtioNet, Events), OpenError> {
-    let dev =
-        VirtioNet::new(t, Budget::default()).map_err(|e| OpenError::Failed(format!("{e}")))?;
+    let dev = VirtioNet::new(
+        t,
+        Budget::for_heap(HEAP_BYTES.load(Ordering::Relaxed) as usize),
+    )
+    .map_err(|e| OpenError::Failed(format!("{e}")))?;
     let mut what = String::new();
     let _ = dev.describe(&mut what);
     let (rxq, txq) = dev.queue_sizes();

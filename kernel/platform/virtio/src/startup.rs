@@ -103,7 +103,7 @@ pub(crate) fn start(start_info_paddr: u32) -> BootInfo {
     for (p, r) in ram_pairs.iter_mut().zip(ram) {
         *p = (r.start, r.end);
     }
-    crate::devices::init(info.cmdline(), &ram_pairs[..ram.len().min(16)]);
+    crate::devices::init(info.cmdline(), &ram_pairs[..ram.len().min(16)], heap_bytes);
     BootInfo {
         cmdline: info.cmdline(),
         heap,
