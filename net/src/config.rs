@@ -57,7 +57,8 @@ pub struct NetConfig {
     /// Connections per listener that may wait half-open or unaccepted; beyond it the oldest is
     /// reset. 0: no cap of its own (the connection limit and memory still apply).
     pub backlog: usize,
-    /// TCP sockets of all kinds (listening, half-open, connected, closing) at most.
+    /// Live TCP sockets (listening, half-open, connected) at most; closing ones may add
+    /// [`closing_allowance`](crate::closing_allowance) more.
     pub max_tcp: usize,
     /// When set, a new TCP socket also needs this much memory to be left.
     pub memory: Option<MemoryGuard>,

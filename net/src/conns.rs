@@ -9,14 +9,18 @@
 //!   (1 per listener,       (handshake_timeout)                (close_timeout, then reset)
 //!    refilled after every frame)
 //! ```
-//! A new socket is admitted while fewer than `max_tcp` exist and, with a [`MemoryGuard`]
-//! (crate::MemoryGuard), enough heap stays free. At the limit the stack makes room, in this
-//! order, as mature servers do: a closing orphan, then the least recently idle connection
-//! (one the application marked idle with nothing queued either way — an HTTP keep-alive
-//! connection between requests), then a half-open connection whose handshake has been stalled
-//! for a second (a SYN flood's). Only when none exists is the new connection refused: the
-//! listener then has no socket, and the device filter drops SYNs for it unanswered so clients
-//! retry rather than fail. Reset sockets wait in `dying` until their reset has been sent.
+//! A new socket is admitted while fewer than `max_tcp` live connections exist (closing ones
+//! may add a quarter more) and, with a [`MemoryGuard`](crate::MemoryGuard), enough heap stays
+//! free. At the limit the stack makes room as mature servers do: it closes the connection idle
+//! longest (one the application marked idle with nothing queued either way — an HTTP
+//! keep-alive connection between requests) gracefully, with a FIN, so a response the client
+//! has not read yet is not destroyed by a reset; then it resets a half-open connection whose
+//! handshake has been stalled for three seconds (a SYN flood's). When closing connections or
+//! memory are what is short, the oldest closing connection goes first (silently if the peer
+//! has acknowledged everything, else with a reset), and idle ones are reset. Only when
+//! nothing can go is the new connection refused: the listener then has no socket, and the
+//! device filter drops SYNs for it unanswered so clients retry rather than fail. Reset
+//! sockets wait in `dying` until their reset has been sent.
 
 use crate::slab::Id;
 use crate::stack::Inner;
@@ -27,8 +31,17 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpListenEndpoint;
 
-/// A half-open connection stalled this long may be reset to make room at the limit.
-const STALLED_HANDSHAKE_MS: u64 = 1000;
+/// A half-open connection stalled this long may be reset to make room at the limit. Long
+/// enough that real handshakes in a big burst on a slow machine complete (under TCG, a burst
+/// of 2000 had handshakes take over a second), short enough that a SYN flood's entries make
+/// way for real clients, whose SYNs are retried after 1, 3 and 7 s.
+const STALLED_HANDSHAKE_MS: u64 = 3000;
+
+/// Closing connections allowed beyond a limit of `max_tcp` live ones: sizing the limit from
+/// memory must leave room for them.
+pub fn closing_allowance(max_tcp: usize) -> usize {
+    max_tcp / 4 + 4
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -91,10 +104,14 @@ impl Inner {
         }))
     }
 
-    fn admissible(&self) -> bool {
-        if self.conns.len() >= self.config.max_tcp {
-            return false;
-        }
+    /// Closing connections (orphans) allowed beyond `max_tcp`: a reclaimed connection closes
+    /// gracefully (its last response is still to be read by the client, which a reset would
+    /// destroy), so it keeps its socket for a moment after it stops counting as live.
+    fn closing_allowance(&self) -> usize {
+        closing_allowance(self.config.max_tcp)
+    }
+
+    fn memory_ok(&self) -> bool {
         let Some(m) = self.config.memory else {
             return true;
         };
@@ -102,12 +119,40 @@ impl Inner {
         (m.free)() >= m.reserve + cost
     }
 
-    /// Resets one connection to make room (see the module doc for the order). Returns whether
-    /// there was one.
+    fn admissible(&self) -> bool {
+        let live = self.conns.len() - self.orphans.len();
+        live < self.config.max_tcp
+            && self.conns.len() < self.config.max_tcp + self.closing_allowance()
+            && self.memory_ok()
+    }
+
+    /// Makes room for one more socket (see the module doc for the order). Returns whether it
+    /// did anything.
     fn reclaim_one(&mut self) -> bool {
-        if !self.orphans.is_empty() {
-            let id = self.orphans.remove(0);
-            self.kill(id);
+        let short_of_memory = !self.memory_ok();
+        let too_many_closing = self.conns.len() >= self.config.max_tcp + self.closing_allowance();
+        // Closing connections go first when they are what is in the way; the oldest, and those
+        // whose FIN the peer has acknowledged (nothing of ours left to deliver) before others.
+        if (short_of_memory || too_many_closing) && !self.orphans.is_empty() {
+            let id = self
+                .orphans
+                .iter()
+                .copied()
+                .find(|id| {
+                    self.conns.get(*id).is_some_and(|c| {
+                        self.sockets.get::<tcp::Socket>(c.handle).state() == tcp::State::FinWait2
+                    })
+                })
+                .unwrap_or(self.orphans[0]);
+            let done = self.conns.get(id).is_some_and(|c| {
+                self.sockets.get::<tcp::Socket>(c.handle).state() == tcp::State::FinWait2
+            });
+            if done {
+                self.orphans.retain(|x| *x != id);
+                self.drop_quietly(id);
+            } else {
+                self.kill(id);
+            }
             self.counters.reclaimed += 1;
             return true;
         }
@@ -122,7 +167,12 @@ impl Inner {
             .min_by_key(|(_, c)| c.since_ms)
             .map(|(id, _)| id);
         if let Some(id) = idle {
-            self.kill(id);
+            if short_of_memory {
+                // Closing gracefully frees nothing yet.
+                self.kill(id);
+            } else {
+                self.close_for_room(id);
+            }
             self.counters.reclaimed += 1;
             return true;
         }
@@ -141,6 +191,27 @@ impl Inner {
             return true;
         }
         false
+    }
+
+    /// Closes an idle connection gracefully to make room: the stack takes it over as an orphan
+    /// under a new id, so the application's stream no longer reaches it (its operations fail
+    /// with `Reclaimed`, its drop does nothing).
+    fn close_for_room(&mut self, id: Id) {
+        let Some(c) = self.conns.remove(id) else {
+            return;
+        };
+        self.sockets.get_mut::<tcp::Socket>(c.handle).close();
+        let now = self.now_ms;
+        let orphan = self.conns.insert(Conn {
+            handle: c.handle,
+            role: Role::Orphan {
+                deadline_ms: now + self.config.close_timeout_ms,
+            },
+            idle: false,
+            since_ms: now,
+        });
+        self.orphans.push(orphan);
+        self.wake_runner();
     }
 
     /// Resets a connection: it leaves every queue, its socket sends a reset at the next

@@ -36,6 +36,7 @@ mod udp;
 mod tests;
 
 pub use config::{DhcpMode, MemoryGuard, NetConfig, NetCounters};
+pub use conns::closing_allowance;
 pub use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 pub use stack::{Runner, Stack};
 pub use tcp::{TcpListener, TcpStream};

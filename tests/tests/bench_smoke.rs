@@ -21,7 +21,10 @@ fn quick_benchmark_runs_end_to_end_and_writes_a_well_formed_table() {
     for want in [
         "launch → first HTTP 200",
         "guest-side boot",
-        "memory that serves HTTP",
+        "memory that serves 64 keep-alive clients",
+        "largest connect burst with every client served",
+        "heap per idle connection",
+        "heap in use after 1000 connections",
         "keep-alive, 1 conn: requests/s",
         "keep-alive, 16 conn: requests/s",
         "keep-alive, 64 conn: requests/s",

@@ -14,12 +14,14 @@ use crate::{Result, bail, cmd};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+mod limits;
+
 /// Options of a comparison run.
 #[derive(Clone, Debug, Default)]
 pub struct CompareOpts {
     /// Fewer runs and shorter measurements (a smoke run, not figures to quote).
     pub quick: bool,
-    /// Only this figure group: size, boot, memory, wrk, bulk, hosted.
+    /// Only this figure group: size, boot, memory, limits, wrk, bulk, hosted.
     pub only: Option<String>,
 }
 
@@ -76,7 +78,7 @@ pub(crate) fn median(v: &mut [f64]) -> f64 {
 const FATA_MACHINE: &str = "microvm,rtc=on,acpi=off";
 const LINUX_MACHINE: &str = "microvm,rtc=on";
 const MEMORY_MIB: u32 = 256;
-const GUEST_IP: &str = "10.77.0.2";
+pub(crate) const GUEST_IP: &str = "10.77.0.2";
 /// fata's TCP buffers for the bulk figures. The default (16 KiB, sized for many small
 /// connections in little memory) caps the receive window and so the throughput (37 MB/s here
 /// against 65 MB/s with 256 KiB); Linux tunes its buffers up to megabytes by itself.
@@ -374,54 +376,6 @@ fn boot_times(s: &Systems, runs: usize, rows: &mut Vec<Row>) -> Result<()> {
         "ms",
         "",
     ));
-    Ok(())
-}
-
-fn smallest_memory(s: &Systems, quick: bool, rows: &mut Vec<Row>) -> Result<()> {
-    let serves = |fata: bool, mib: u32| -> bool {
-        let mut o = if fata {
-            s.fata_opts(mib)
-        } else {
-            s.linux_opts(mib, "")
-        };
-        let addr = user_net(&mut o, 80);
-        let img = if fata { &s.http } else { &s.linux_image };
-        let Ok(vm) = boot(img, &o) else { return false };
-        let needle = if fata {
-            "fata: ready tcp/80"
-        } else {
-            "linux: ready tcp/80"
-        };
-        vm.wait_for_line(needle, Duration::from_secs(if fata { 10 } else { 30 }))
-            .is_ok()
-            && first_200(addr, Duration::from_secs(5))
-    };
-    let fata_steps: &[u32] = if quick {
-        &[4]
-    } else {
-        &[2, 3, 4, 5, 6, 8, 12, 16]
-    };
-    let linux_steps: &[u32] = if quick {
-        &[128]
-    } else {
-        &[32, 40, 48, 56, 64, 72, 80, 96, 128, 192, 256]
-    };
-    let f = fata_steps
-        .iter()
-        .copied()
-        .find(|&m| serves(true, m))
-        .map_or(f64::NAN, f64::from);
-    let l = linux_steps
-        .iter()
-        .copied()
-        .find(|&m| serves(false, m))
-        .map_or(f64::NAN, f64::from);
-    let what = if quick {
-        "memory that serves HTTP (--quick: one size tried)"
-    } else {
-        "smallest -m that serves HTTP"
-    };
-    rows.push(row(what, f, l, "MiB", "fata ≤ 4 MiB"));
     Ok(())
 }
 
@@ -769,19 +723,18 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     let s = prepare()?;
     let want = |g: &str| opts.only.as_deref().is_none_or(|o| o == g);
     if let Some(o) = &opts.only
-        && !["size", "boot", "memory", "wrk", "bulk", "hosted"].contains(&o.as_str())
+        && !["size", "boot", "memory", "limits", "wrk", "bulk", "hosted"].contains(&o.as_str())
     {
-        bail!("unknown figure group `{o}`; the groups are: size, boot, memory, wrk, bulk, hosted");
+        bail!(
+            "unknown figure group `{o}`; the groups are: size, boot, memory, limits, wrk, bulk, hosted"
+        );
     }
     let runs = if opts.quick { 2 } else { 10 };
     let mut rows = Vec::new();
     if want("boot") {
         boot_times(&s, runs, &mut rows)?;
     }
-    if want("memory") {
-        smallest_memory(&s, opts.quick, &mut rows)?;
-    }
-    if want("wrk") || want("bulk") {
+    if want("memory") || want("limits") || want("wrk") || want("bulk") {
         let mut c = crate::build::cargo();
         c.current_dir(crate::root()).args([
             "build",
@@ -796,6 +749,12 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
             .to_string_lossy()
             .into_owned();
         let ns = Netns::new("bench", 1500);
+        if want("memory") {
+            limits::smallest_memory(&s, &ns, &netclient, opts.quick, &mut rows)?;
+        }
+        if want("limits") {
+            limits::limit_figures(&s, &ns, &netclient, opts.quick, &mut rows)?;
+        }
         if want("wrk") {
             wrk_figures(&s, &ns, opts.quick, &netclient, &mut rows)?;
         }

@@ -53,13 +53,22 @@ fn main() {
             );
             report("keepalive", &o)
         }
+        ["hold-status", ip, port, idle] => {
+            let held = xtask::load::hold_idle(addr(ip, port), idle.parse().expect("IDLE"));
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let r = fata_tests::client::get(addr(ip, port), "/status")
+                .map(|r| println!("held={} {}", held.len(), String::from_utf8_lossy(&r.body)))
+                .map_err(|e| e.to_string());
+            drop(held);
+            r
+        }
         ["idle-then-get", ip, port, idle] => idle_then_get(addr(ip, port), idle.parse().expect("IDLE")),
         ["trickle", ip, port, ms] => xtask::load::trickle(addr(ip, port), std::time::Duration::from_millis(ms.parse().expect("MS")))
             .map(|(d, status)| println!("trickle: cut off after {:.2} s, status {status:?}", d.as_secs_f64())),
         ["status", ip, port] => fata_tests::client::get(addr(ip, port), "/status")
             .map(|r| println!("{}", String::from_utf8_lossy(&r.body)))
             .map_err(|e| e.to_string()),
-        _ => Err("usage: netclient http IP PORT SITE REQUESTS CONCURRENT | echo IP PORT BYTES | send IP PORT BYTES | recv IP PORT | udp IP PORT COUNT | wait IP PORT SECONDS | status IP PORT | burst IP PORT CLIENTS | keepalive IP PORT CLIENTS REQUESTS | idle-then-get IP PORT IDLE | trickle IP PORT MS".into()),
+        _ => Err("usage: netclient http IP PORT SITE REQUESTS CONCURRENT | echo IP PORT BYTES | send IP PORT BYTES | recv IP PORT | udp IP PORT COUNT | wait IP PORT SECONDS | status IP PORT | burst IP PORT CLIENTS | keepalive IP PORT CLIENTS REQUESTS | idle-then-get IP PORT IDLE | hold-status IP PORT IDLE | trickle IP PORT MS".into()),
     };
     match r {
         Ok(()) => println!("ok"),

@@ -3,7 +3,7 @@
 use crate::config::{IpList, Ipv4Net, Ipv6Net, Value};
 use crate::time::Duration;
 use core::fmt;
-use fata_net::{DhcpMode, Ipv4Addr, Ipv6Addr, MemoryGuard, NetConfig};
+use fata_net::{DhcpMode, Ipv4Addr, Ipv6Addr, MemoryGuard, NetConfig, closing_allowance};
 
 /// The `dhcp` key: `auto` (DHCP unless `ipv4` is set), `true` (DHCP, with `ipv4` as the
 /// fallback after `dhcp_timeout`), `false` (static only).
@@ -94,7 +94,8 @@ crate::config! {
         tcp_buffer: usize = 0,
         /// Connections per listener that may wait half-open or unaccepted; 0: no cap of its own.
         backlog: usize = 0,
-        /// TCP sockets in all (listening ones included); 0: as many as the memory holds.
+        /// TCP connections at most (listening sockets included; closing ones may add a quarter
+        /// more); 0: as many as the memory holds.
         max_connections: usize = 0,
         /// ICMP echo replies, ICMP errors and resets the stack sends on its own, per second and
         /// kind; 0: unlimited.
@@ -127,8 +128,10 @@ pub(crate) fn sizing(
     let reserve = heap.map(|(total, _)| (total / 16).max(64 * 1024));
     let max_tcp = match (keys.max_connections, heap, reserve) {
         (0, Some((total, in_use)), Some(reserve)) => {
-            (total.saturating_sub(in_use).saturating_sub(reserve) / (2 * buffer + PER_CONNECTION))
-                .clamp(8, 65536)
+            // Sockets that fit, closing ones included.
+            let fit = total.saturating_sub(in_use).saturating_sub(reserve)
+                / (2 * buffer + PER_CONNECTION);
+            (fit.saturating_sub(4) * 4 / 5).clamp(8, 65536)
         }
         (0, _, _) => 4096,
         (n, _, _) => n,
@@ -214,7 +217,8 @@ mod tests {
             (300_000, 250_000),
         ] {
             let c = sizing(&keys, Some((total, used)), no_free);
-            let cost = c.max_tcp * (2 * c.tcp_rx_buffer + PER_CONNECTION);
+            let sockets = c.max_tcp + closing_allowance(c.max_tcp);
+            let cost = sockets * (2 * c.tcp_rx_buffer + PER_CONNECTION);
             let reserve = c.memory.unwrap().reserve;
             assert!(
                 c.max_tcp == 8 || used + cost + reserve <= total,

@@ -1,0 +1,220 @@
+//! Figures of availability: the smallest memory that serves real concurrent clients, the
+//! largest connect burst served in full, the heap a connection costs and whether it returns.
+//! Both systems meet the same clients (`xtask::load`, run by `netclient` inside the network
+//! namespace); fata's own counters come from the http example's `/status`.
+
+use super::{GUEST_IP, Row, Systems, reachable, row, tap};
+use crate::netns::Netns;
+use crate::runner::boot;
+use crate::{Result, bail};
+use std::time::Duration;
+
+/// fata's memory in the burst figures: the default of `cargo xtask run`. The Linux guest
+/// cannot boot in 64 MiB; it gets the memory of the other figures.
+const BURST_MIB: u32 = 64;
+
+/// Boots `fata` (or the Linux guest) with `mib` MiB on the namespace's TAP device; `None` if
+/// it does not come up and answer.
+fn boot_on_tap(
+    s: &Systems,
+    ns: &Netns,
+    netclient: &str,
+    fata: bool,
+    mib: u32,
+) -> Option<crate::runner::Running> {
+    let mut o = if fata {
+        let mut o = s.fata_opts(mib);
+        o.args = vec![format!("ipv4={GUEST_IP}/24")];
+        o
+    } else {
+        s.linux_opts(mib, &format!("fata_ipv4={GUEST_IP}/24"))
+    };
+    tap(&mut o, ns);
+    let img = if fata { &s.http } else { &s.linux_image };
+    let vm = boot(img, &o).ok()?;
+    let needle = if fata {
+        "fata: ready tcp/80"
+    } else {
+        "linux: ready tcp/80"
+    };
+    vm.wait_for_line(needle, Duration::from_secs(if fata { 10 } else { 40 }))
+        .ok()?;
+    reachable(ns, netclient).ok()?;
+    Some(vm)
+}
+
+/// Runs `netclient ARGS` in the namespace: whether it succeeded, and what it printed.
+fn client(ns: &Netns, netclient: &str, args: &[&str]) -> (bool, String) {
+    let (ok, out) = ns.run(netclient, args);
+    (ok && out.contains("ok"), out)
+}
+
+/// Whether a guest of `mib` MiB serves 64 concurrent keep-alive clients (20 requests each)
+/// without a single refusal, and still answers a normal client while 200 idle connections
+/// are held.
+fn serves_small(s: &Systems, ns: &Netns, netclient: &str, fata: bool, mib: u32) -> bool {
+    let Some(_vm) = boot_on_tap(s, ns, netclient, fata, mib) else {
+        return false;
+    };
+    client(ns, netclient, &["keepalive", GUEST_IP, "80", "64", "20"]).0
+        && client(ns, netclient, &["idle-then-get", GUEST_IP, "80", "200"]).0
+}
+
+/// The smallest `-m` that serves real concurrent clients (see [`serves_small`]).
+pub(super) fn smallest_memory(
+    s: &Systems,
+    ns: &Netns,
+    netclient: &str,
+    quick: bool,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    let fata_steps: &[u32] = if quick {
+        &[4]
+    } else {
+        &[2, 3, 4, 5, 6, 8, 12, 16]
+    };
+    let linux_steps: &[u32] = if quick {
+        &[128]
+    } else {
+        &[48, 56, 64, 72, 80, 96, 128, 192, 256]
+    };
+    let f = fata_steps
+        .iter()
+        .copied()
+        .find(|&m| serves_small(s, ns, netclient, true, m))
+        .map_or(f64::NAN, f64::from);
+    let l = linux_steps
+        .iter()
+        .copied()
+        .find(|&m| serves_small(s, ns, netclient, false, m))
+        .map_or(f64::NAN, f64::from);
+    let what = if quick {
+        "memory that serves 64 keep-alive clients and a client past 200 idle connections (--quick: one size tried)"
+    } else {
+        "smallest -m that serves 64 keep-alive clients with no refusal and a client past 200 idle connections"
+    };
+    rows.push(row(what, f, l, "MiB", "fata ≤ 4 MiB"));
+    Ok(())
+}
+
+/// The largest burst of simultaneous connects (each GETting the page once) in which every
+/// client was served, at 64 MiB with the defaults.
+fn largest_burst(s: &Systems, ns: &Netns, netclient: &str, fata: bool, steps: &[u32]) -> f64 {
+    let mut best = f64::NAN;
+    let mib = if fata { BURST_MIB } else { super::MEMORY_MIB };
+    for &n in steps {
+        let Some(_vm) = boot_on_tap(s, ns, netclient, fata, mib) else {
+            break;
+        };
+        let (ok, out) = client(ns, netclient, &["burst", GUEST_IP, "80", &n.to_string()]);
+        eprintln!(
+            "xtask: burst of {n} ({}): {}",
+            if fata { "fata" } else { "Linux" },
+            out.trim()
+        );
+        if !ok {
+            break;
+        }
+        best = f64::from(n);
+    }
+    best
+}
+
+/// A numeric field of fata's `/status`.
+fn status_field(ns: &Netns, netclient: &str, name: &str) -> Result<f64> {
+    let (ok, out) = client(ns, netclient, &["status", GUEST_IP, "80"]);
+    if !ok {
+        bail!("no /status: {out}");
+    }
+    let at = out
+        .find(&format!("\"{name}\":"))
+        .ok_or_else(|| crate::Error(format!("{name} missing in {out}")))?;
+    Ok(out[at + name.len() + 3..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(f64::NAN))
+}
+
+/// Connect bursts, the heap a connection costs, and the heap after a thousand connections.
+pub(super) fn limit_figures(
+    s: &Systems,
+    ns: &Netns,
+    netclient: &str,
+    quick: bool,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    let steps: &[u32] = if quick {
+        &[1000]
+    } else {
+        &[500, 1000, 2000, 4000]
+    };
+    let f = largest_burst(s, ns, netclient, true, steps);
+    let l = largest_burst(s, ns, netclient, false, steps);
+    rows.push(row(
+        &format!(
+            "largest connect burst with every client served (fata {BURST_MIB} MiB, Linux {} MiB, defaults; tried {steps:?})",
+            super::MEMORY_MIB
+        ),
+        f,
+        l,
+        "clients",
+        "fata: 1000",
+    ));
+
+    let Some(_vm) = boot_on_tap(s, ns, netclient, true, BURST_MIB) else {
+        bail!("fata did not come up for the heap figures");
+    };
+    // Warm up, then the heap with 200 idle connections held and without.
+    let _ = client(ns, netclient, &["keepalive", GUEST_IP, "80", "4", "5"]);
+    let before = status_field(ns, netclient, "heap_in_use")?;
+    let (ok, out) = client(ns, netclient, &["hold-status", GUEST_IP, "80", "200"]);
+    if !ok {
+        bail!("holding 200 connections: {out}");
+    }
+    let held: f64 = out
+        .find("\"heap_in_use\":")
+        .and_then(|at| {
+            out[at + 14..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(f64::NAN);
+    rows.push(row(
+        "heap per idle connection (http example, 16 KiB buffers; 200 held)",
+        (held - before) / 200.0 / 1024.0,
+        f64::NAN,
+        "KiB",
+        "",
+    ));
+    for _ in 0..2 {
+        let _ = client(ns, netclient, &["burst", GUEST_IP, "80", "500"]);
+    }
+    let mut after = status_field(ns, netclient, "heap_in_use")?;
+    for _ in 0..50 {
+        if status_field(ns, netclient, "tcp_sockets")? <= 2.0 {
+            after = status_field(ns, netclient, "heap_in_use")?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rows.push(row(
+        "heap in use before 1000 connections (after warm-up)",
+        before / 1024.0,
+        f64::NAN,
+        "KiB",
+        "",
+    ));
+    rows.push(row(
+        "heap in use after 1000 connections (all closed)",
+        after / 1024.0,
+        f64::NAN,
+        "KiB",
+        "back where it was",
+    ));
+    Ok(())
+}
