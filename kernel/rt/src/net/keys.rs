@@ -3,7 +3,7 @@
 use crate::config::{IpList, Ipv4Net, Ipv6Net, Value};
 use crate::time::Duration;
 use core::fmt;
-use fata_net::{DhcpMode, Ipv4Addr, Ipv6Addr, MemoryGuard, NetConfig, closing_allowance};
+use fata_net::{DhcpMode, Ipv4Addr, Ipv6Addr, MemoryGuard, NetConfig};
 
 /// The `dhcp` key: `auto` (DHCP unless `ipv4` is set), `true` (DHCP, with `ipv4` as the
 /// fallback after `dhcp_timeout`), `false` (static only).
@@ -128,7 +128,7 @@ pub(crate) fn sizing(
     let reserve = heap.map(|(total, _)| (total / 16).max(64 * 1024));
     let max_tcp = match (keys.max_connections, heap, reserve) {
         (0, Some((total, in_use)), Some(reserve)) => {
-            // Sockets that fit, closing ones included.
+            // Sockets that fit, closing ones included (`fata_net::closing_allowance`).
             let fit = total.saturating_sub(in_use).saturating_sub(reserve)
                 / (2 * buffer + PER_CONNECTION);
             (fit.saturating_sub(4) * 4 / 5).clamp(8, 65536)
@@ -168,6 +168,7 @@ fn prev_power_of_two(n: usize) -> usize {
 mod tests {
     use super::*;
     use crate::config::{Config, Shown, load};
+    use fata_net::closing_allowance;
 
     fn no_free() -> usize {
         0
