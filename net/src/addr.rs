@@ -103,7 +103,8 @@ impl Addressing {
     }
 }
 
-fn is_link_local(c: &Ipv6Cidr) -> bool {
+/// Whether `c` is a link-local address (fe80::/10).
+pub(crate) fn is_link_local(c: &Ipv6Cidr) -> bool {
     c.address().segments()[0] & 0xffc0 == 0xfe80
 }
 

@@ -26,7 +26,7 @@ impl Stack {
             for c in i.iface.ip_addrs() {
                 match c {
                     IpCidr::Ipv4(_) => v4 = true,
-                    IpCidr::Ipv6(c) if c.address().segments()[0] & 0xffc0 != 0xfe80 => v6 = true,
+                    IpCidr::Ipv6(c) if !crate::addr::is_link_local(c) => v6 = true,
                     #[allow(unreachable_patterns)]
                     _ => {}
                 }

@@ -12,6 +12,8 @@ import socket
 import struct
 import sys
 
+from inet import csum
+
 iface, guest_mac, guest_ip = sys.argv[1], sys.argv[2], sys.argv[3]
 rnd = random.Random(1234)
 dst = bytes.fromhex(guest_mac.replace(":", ""))
@@ -19,14 +21,6 @@ s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((iface, 0))
 src = s.getsockname()[4][:6]
 
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while t >> 16:
-        t = (t & 0xFFFF) + (t >> 16)
-    return ~t & 0xFFFF
 
 
 def syn(src_ip, sport):

@@ -195,3 +195,28 @@ pub fn field(status: &str, name: &str) -> u64 {
         .parse()
         .unwrap_or_else(|_| panic!("{name} is not a number: {status}"))
 }
+
+/// Boots the echo example in `ns` with `args` plus `lookup=fata.test`, while
+/// `tests/scripts/dns.py` answers for `fata.test` on `server` with `records`, and waits for the
+/// example to print `line`.
+#[track_caller]
+pub fn lookup_through_test_dns(
+    ns: &Netns,
+    server: &str,
+    records: &[&str],
+    args: &[&str],
+    line: &str,
+) {
+    let script = xtask::root().join("tests/scripts/dns.py");
+    let mut dns_args = vec![script.to_str().expect("UTF-8 path"), server, "fata.test"];
+    dns_args.extend_from_slice(records);
+    let mut dns = ns.spawn("python3", &dns_args);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut boot_args = args.to_vec();
+    boot_args.push("lookup=fata.test");
+    let vm = boot_in(ns, "echo", 7, &boot_args);
+    let r = vm.wait_for_line(line, Duration::from_secs(10));
+    let _ = dns.kill();
+    let _ = dns.wait();
+    r.unwrap();
+}

@@ -123,33 +123,11 @@ fn udp_datagrams_are_echoed() {
 #[test]
 fn names_resolve_through_the_configured_dns_server() {
     let ns = Netns::new("dns", 1500);
-    let script = xtask::root().join("tests/scripts/dns.py");
-    let mut server = ns.spawn(
-        "python3",
-        &[
-            script.to_str().unwrap(),
-            "10.77.0.1",
-            "fata.test",
-            "10.77.0.42",
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let vm = boot_in(
+    fata_tests::lookup_through_test_dns(
         &ns,
-        "echo",
-        7,
-        &[
-            "ipv4=10.77.0.2/24",
-            "gateway=10.77.0.1",
-            "dns=10.77.0.1",
-            "lookup=fata.test",
-        ],
-    );
-    let r = vm.wait_for_line(
+        "10.77.0.1",
+        &["10.77.0.42"],
+        &["ipv4=10.77.0.2/24", "gateway=10.77.0.1", "dns=10.77.0.1"],
         "echo: fata.test resolves to [10.77.0.42]",
-        Duration::from_secs(10),
     );
-    let _ = server.kill();
-    let _ = server.wait();
-    r.unwrap();
 }

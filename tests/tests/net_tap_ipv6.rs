@@ -82,34 +82,11 @@ fn slaac_takes_an_address_from_router_advertisements_and_serves_on_it() {
 #[test]
 fn names_resolve_to_aaaa_records_through_an_ipv6_dns_server() {
     let ns = Netns::new("aaaa", 1500);
-    let script = xtask::root().join("tests/scripts/dns.py");
-    let mut server = ns.spawn(
-        "python3",
-        &[
-            script.to_str().unwrap(),
-            "fd77::1",
-            "fata.test",
-            "fd77::42",
-            "10.77.0.42",
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let vm = boot_in(
+    fata_tests::lookup_through_test_dns(
         &ns,
-        "echo",
-        7,
-        &[
-            "ipv4=10.77.0.2/24",
-            "ipv6=fd77::2/64",
-            "dns=fd77::1",
-            "lookup=fata.test",
-        ],
-    );
-    let r = vm.wait_for_line(
+        "fd77::1",
+        &["fd77::42", "10.77.0.42"],
+        &["ipv4=10.77.0.2/24", "ipv6=fd77::2/64", "dns=fd77::1"],
         "echo: fata.test resolves to [fd77::42, 10.77.0.42]",
-        Duration::from_secs(10),
     );
-    let _ = server.kill();
-    let _ = server.wait();
-    r.unwrap();
 }

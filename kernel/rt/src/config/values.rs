@@ -226,6 +226,34 @@ impl Value for core::net::Ipv4Addr {
     }
 }
 
+/// `ADDR/LEN` with `LEN <= max`, and `ADDR` a unicast address this host can have.
+fn parse_net<A: core::str::FromStr + Into<core::net::IpAddr> + Copy>(
+    s: &str,
+    max: u8,
+    why: &'static str,
+) -> Result<(A, u8), &'static str> {
+    let (a, l) = s.split_once('/').ok_or(why)?;
+    let addr: A = a.parse().map_err(|_| why)?;
+    let prefix: u8 = l.parse().map_err(|_| why)?;
+    if prefix > max {
+        return Err(if max == 32 {
+            "the prefix length must be 0..=32"
+        } else {
+            "the prefix length must be 0..=128"
+        });
+    }
+    let unicast = match addr.into() {
+        core::net::IpAddr::V4(a) => {
+            !(a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback())
+        }
+        core::net::IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.is_loopback()),
+    };
+    if !unicast {
+        return Err("the address must be a unicast address of this host");
+    }
+    Ok((addr, prefix))
+}
+
 /// An IPv4 address with a prefix length: `10.0.0.2/24`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ipv4Net {
@@ -238,17 +266,11 @@ pub struct Ipv4Net {
 impl Value for Ipv4Net {
     const TYPE: &'static str = "ipv4/len";
     fn parse(s: &str) -> Result<Self, &'static str> {
-        const WHY: &str = "expected an IPv4 address with a prefix length, like 10.0.0.2/24";
-        let (a, l) = s.split_once('/').ok_or(WHY)?;
-        let addr: core::net::Ipv4Addr = a.parse().map_err(|_| WHY)?;
-        let prefix: u8 = l.parse().map_err(|_| WHY)?;
-        if prefix > 32 {
-            return Err("the prefix length must be 0..=32");
-        }
-        if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() || addr.is_loopback()
-        {
-            return Err("the address must be a unicast address of this host");
-        }
+        let (addr, prefix) = parse_net(
+            s,
+            32,
+            "expected an IPv4 address with a prefix length, like 10.0.0.2/24",
+        )?;
         Ok(Ipv4Net { addr, prefix })
     }
     fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -279,16 +301,11 @@ pub struct Ipv6Net {
 impl Value for Ipv6Net {
     const TYPE: &'static str = "ipv6/len";
     fn parse(s: &str) -> Result<Self, &'static str> {
-        const WHY: &str = "expected an IPv6 address with a prefix length, like fd00::2/64";
-        let (a, l) = s.split_once('/').ok_or(WHY)?;
-        let addr: core::net::Ipv6Addr = a.parse().map_err(|_| WHY)?;
-        let prefix: u8 = l.parse().map_err(|_| WHY)?;
-        if prefix > 128 {
-            return Err("the prefix length must be 0..=128");
-        }
-        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
-            return Err("the address must be a unicast address of this host");
-        }
+        let (addr, prefix) = parse_net(
+            s,
+            128,
+            "expected an IPv6 address with a prefix length, like fd00::2/64",
+        )?;
         Ok(Ipv6Net { addr, prefix })
     }
     fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
