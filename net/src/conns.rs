@@ -12,8 +12,8 @@
 //! A new socket is admitted while fewer than `max_tcp` live connections exist (closing ones
 //! may add a quarter more) and, with a [`MemoryGuard`](crate::MemoryGuard), enough heap stays
 //! free. At the limit the stack makes room as mature servers do: it closes the connection idle
-//! longest (one the application marked idle with nothing queued either way — an HTTP
-//! keep-alive connection between requests) gracefully, with a FIN, so a response the client
+//! longest (one the application marked idle, for a second at least, with nothing queued
+//! either way — an HTTP keep-alive connection between requests) gracefully, with a FIN, so a response the client
 //! has not read yet is not destroyed by a reset; then it resets a half-open connection whose
 //! handshake has been stalled for three seconds (a SYN flood's). When closing connections or
 //! memory are what is short, the oldest closing connection goes first (silently if the peer
@@ -31,6 +31,10 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpListenEndpoint;
 
+/// A connection must have been idle this long before it may be closed to make room: a new
+/// connection is idle until its first request arrives, and in a burst that request is usually
+/// in flight; refusing the newcomer instead (its SYN retried) fails no one.
+const MIN_IDLE_MS: u64 = 1000;
 /// A half-open connection stalled this long may be reset to make room at the limit. Long
 /// enough that real handshakes in a big burst on a slow machine complete (under TCG, a burst
 /// of 2000 had handshakes take over a second), short enough that a SYN flood's entries make
@@ -156,10 +160,13 @@ impl Inner {
             self.counters.reclaimed += 1;
             return true;
         }
+        let now = self.now_ms;
         let idle = self
             .conns
             .iter()
-            .filter(|(_, c)| c.role == Role::Open && c.idle)
+            .filter(|(_, c)| {
+                c.role == Role::Open && c.idle && now.saturating_sub(c.since_ms) >= MIN_IDLE_MS
+            })
             .filter(|(_, c)| {
                 let s = self.sockets.get::<tcp::Socket>(c.handle);
                 s.state() == tcp::State::Established && s.recv_queue() == 0 && s.send_queue() == 0
@@ -176,7 +183,6 @@ impl Inner {
             self.counters.reclaimed += 1;
             return true;
         }
-        let now = self.now_ms;
         let stalled = self
             .listeners
             .iter()

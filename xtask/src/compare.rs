@@ -784,8 +784,8 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
         doc,
         "- fata: `http`/`echo` examples (release), QEMU `-M {FATA_MACHINE}` (devices named on the command line)\n\
          - Linux: {}, QEMU `-M {LINUX_MACHINE}` (Debian's cloud kernel finds virtio-mmio devices through ACPI only; option ROMs boot its bzImage); kernel command line `console=ttyS0 quiet tsc_early_khz=<the TSC frequency fata measured>` (without it the kernel's PIT calibration fails when the machine is busy and it hangs)\n\
-         - fata's bulk TCP figures use `tcp_buffer=262144` (the default of 16 KiB limits the window; Linux sizes its own buffers automatically)\n\
-         - both: `-m {MEMORY_MIB}M` unless measuring memory, one vCPU, virtio-net; user networking for boot times and memory, a TAP device in a network namespace for wrk and bulk TCP; runs alternate between the systems; medians quoted\n\
+         - fata's bulk TCP figures use `tcp_buffer=262144` (the default, 16 KiB from 32 MiB of heap up, limits the window; Linux sizes its own buffers automatically)\n\
+         - both: `-m {MEMORY_MIB}M` unless measuring memory, one vCPU, virtio-net; user networking for boot times, a TAP device in a network namespace for memory, connect bursts, wrk and bulk TCP (clients: `netclient` and `xtask::load`); runs alternate between the systems; medians quoted\n\
          - commands: `cargo xtask bench{}` (wrk from Debian; `tests/src/bin/netclient.rs` for bulk transfers)\n",
         s.linux.description,
         if opts.quick { " --quick" } else { "" }

@@ -115,18 +115,43 @@ fn at_the_limit_idle_connections_are_reclaimed_before_anyone_is_refused() {
         hold(&w.b.stack, server(), held.clone(), ended.clone());
     }
     assert!(w.run_until(5_000, |_| held.get() == 8));
-    w.run_for(100);
-    // A ninth and a tenth client, sending a request: each is served by resetting the
+    // Idle for over a second: a connection younger than that is not reclaimed (its first
+    // request may be in flight).
+    w.run_for(1_100);
+    // A ninth and a tenth client, sending a request: each is served by closing the
     // connection that has been idle longest.
     let (ok, failed) = (counter(), counter());
     ping(&w.b.stack, server(), ok.clone(), failed.clone());
     ping(&w.b.stack, server(), ok.clone(), failed.clone());
     assert!(w.run_until(10_000, |_| ok.get() + failed.get() == 2));
     assert_eq!((ok.get(), failed.get()), (2, 0));
+    // The two oldest idle clients saw their connections closed (end of stream).
+    assert!(w.run_until(1_000, |_| ended.get() == 2));
     let c = w.a.stack.counters();
     assert_eq!(c.reclaimed, 2, "{c:?}");
-    assert!(w.run_until(1_000, |_| ended.get() == 2));
-    assert!(c.tcp_sockets <= 9, "{c:?}");
+    assert_eq!(c.syn_dropped, 0, "nobody was refused: {c:?}");
+    assert!(c.tcp_sockets <= 9 + crate::closing_allowance(9), "{c:?}");
+}
+
+#[test]
+fn fresh_connections_are_not_reclaimed_the_newcomer_waits_instead() {
+    let mut w = World::pair(|c| c.max_tcp = 9);
+    let served = counter();
+    serve_pings(&w.a.stack, true, served.clone());
+    let (held, ended) = (counter(), counter());
+    for _ in 0..8 {
+        hold(&w.b.stack, server(), held.clone(), ended.clone());
+    }
+    assert!(w.run_until(5_000, |_| held.get() == 8));
+    let (ok, failed) = (counter(), counter());
+    ping(&w.b.stack, server(), ok.clone(), failed.clone());
+    ping(&w.b.stack, server(), ok.clone(), failed.clone());
+    assert!(w.run_until(10_000, |_| ok.get() + failed.get() == 2));
+    assert_eq!((ok.get(), failed.get()), (2, 0));
+    let c = w.a.stack.counters();
+    // The second newcomer waited (its SYN dropped and retried) until the idle connections
+    // were a second old.
+    assert!(c.syn_dropped >= 1, "{c:?}");
 }
 
 #[test]
