@@ -104,27 +104,42 @@ fn a_burst_of_a_thousand_connects_is_served_in_full() {
     assert_eq!(c.accepted, 1000);
 }
 
-#[test]
-fn at_the_limit_idle_connections_are_reclaimed_before_anyone_is_refused() {
-    // Nine sockets: the listening one and eight connections.
+/// A server limited to nine sockets serving pings (marking connections idle while they wait
+/// if `idle`), and `holders` clients connected to it that send nothing. Returns the world and
+/// the holders' counters: connected, ended.
+fn nine_sockets_with_holders(
+    idle: bool,
+    holders: usize,
+) -> (World, Rc<Cell<usize>>, Rc<Cell<usize>>) {
     let mut w = World::pair(|c| c.max_tcp = 9);
-    let served = counter();
-    serve_pings(&w.a.stack, true, served.clone());
+    serve_pings(&w.a.stack, idle, counter());
     let (held, ended) = (counter(), counter());
-    for _ in 0..8 {
+    for _ in 0..holders {
         hold(&w.b.stack, server(), held.clone(), ended.clone());
     }
-    assert!(w.run_until(5_000, |_| held.get() == 8));
-    // Idle for over a second: a connection younger than that is not reclaimed (its first
-    // request may be in flight).
-    w.run_for(1_100);
-    // A ninth and a tenth client, sending a request: each is served by closing the
-    // connection that has been idle longest.
+    assert!(w.run_until(5_000, |_| held.get() == holders));
+    (w, held, ended)
+}
+
+/// Two clients ping at once; both must be answered.
+fn two_pings_served(w: &mut World) {
     let (ok, failed) = (counter(), counter());
     ping(&w.b.stack, server(), ok.clone(), failed.clone());
     ping(&w.b.stack, server(), ok.clone(), failed.clone());
     assert!(w.run_until(10_000, |_| ok.get() + failed.get() == 2));
     assert_eq!((ok.get(), failed.get()), (2, 0));
+}
+
+#[test]
+fn at_the_limit_idle_connections_are_reclaimed_before_anyone_is_refused() {
+    // Nine sockets: the listening one and eight connections.
+    let (mut w, _, ended) = nine_sockets_with_holders(true, 8);
+    // Idle for over a second: a connection younger than that is not reclaimed (its first
+    // request may be in flight).
+    w.run_for(1_100);
+    // A ninth and a tenth client, sending a request: each is served by closing the
+    // connection that has been idle longest.
+    two_pings_served(&mut w);
     // The two oldest idle clients saw their connections closed (end of stream).
     assert!(w.run_until(1_000, |_| ended.get() == 2));
     let c = w.a.stack.counters();
@@ -135,19 +150,8 @@ fn at_the_limit_idle_connections_are_reclaimed_before_anyone_is_refused() {
 
 #[test]
 fn fresh_connections_are_not_reclaimed_the_newcomer_waits_instead() {
-    let mut w = World::pair(|c| c.max_tcp = 9);
-    let served = counter();
-    serve_pings(&w.a.stack, true, served.clone());
-    let (held, ended) = (counter(), counter());
-    for _ in 0..8 {
-        hold(&w.b.stack, server(), held.clone(), ended.clone());
-    }
-    assert!(w.run_until(5_000, |_| held.get() == 8));
-    let (ok, failed) = (counter(), counter());
-    ping(&w.b.stack, server(), ok.clone(), failed.clone());
-    ping(&w.b.stack, server(), ok.clone(), failed.clone());
-    assert!(w.run_until(10_000, |_| ok.get() + failed.get() == 2));
-    assert_eq!((ok.get(), failed.get()), (2, 0));
+    let (mut w, _, _) = nine_sockets_with_holders(true, 8);
+    two_pings_served(&mut w);
     let c = w.a.stack.counters();
     // The second newcomer waited (its SYN dropped and retried) until the idle connections
     // were a second old.
@@ -156,16 +160,9 @@ fn fresh_connections_are_not_reclaimed_the_newcomer_waits_instead() {
 
 #[test]
 fn at_the_limit_busy_connections_are_kept_and_newcomers_retry_until_there_is_room() {
-    let mut w = World::pair(|c| c.max_tcp = 9);
-    let served = counter();
-    // Not marked idle: the server is busy with each of them.
-    serve_pings(&w.a.stack, false, served.clone());
-    let (held, ended) = (counter(), counter());
-    // The ninth takes the last socket, the listening one: the listener has none left.
-    for _ in 0..9 {
-        hold(&w.b.stack, server(), held.clone(), ended.clone());
-    }
-    assert!(w.run_until(5_000, |_| held.get() == 9));
+    // Not marked idle: the server is busy with each of them. The ninth takes the last
+    // socket, the listening one: the listener has none left.
+    let (mut w, _, ended) = nine_sockets_with_holders(false, 9);
     let (ok, failed) = (counter(), counter());
     ping(&w.b.stack, server(), ok.clone(), failed.clone());
     w.run_for(2_500);
