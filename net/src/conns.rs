@@ -206,6 +206,10 @@ impl Inner {
         let Some(c) = self.conns.remove(id) else {
             return;
         };
+        log::debug!(
+            "tcp: closing idle {id:?} to make room ({:?})",
+            self.sockets.get::<tcp::Socket>(c.handle).remote_endpoint()
+        );
         self.sockets.get_mut::<tcp::Socket>(c.handle).close();
         let now = self.now_ms;
         let orphan = self.conns.insert(Conn {
@@ -226,6 +230,11 @@ impl Inner {
         let Some(c) = self.conns.remove(id) else {
             return;
         };
+        log::debug!(
+            "tcp: resetting {id:?} {:?} ({:?})",
+            c.role,
+            self.sockets.get::<tcp::Socket>(c.handle).remote_endpoint()
+        );
         match c.role {
             Role::Listening(l) | Role::HalfOpen(l) | Role::Ready(l) => {
                 if let Some(l) = self.listeners.get_mut(l) {
@@ -246,6 +255,12 @@ impl Inner {
     /// Removes a socket that needs no reset (closed, or only listening).
     fn drop_quietly(&mut self, id: Id) {
         if let Some(c) = self.conns.remove(id) {
+            log::debug!(
+                "tcp: dropping {id:?} {:?} {:?} ({:?})",
+                c.role,
+                self.sockets.get::<tcp::Socket>(c.handle).state(),
+                self.sockets.get::<tcp::Socket>(c.handle).remote_endpoint()
+            );
             self.sockets.remove(c.handle);
         }
     }
@@ -294,6 +309,10 @@ impl Inner {
             conn.role = Role::Open;
             conn.since_ms = self.now_ms;
         }
+        log::debug!(
+            "tcp: accepted {c:?} ({:?})",
+            self.tcp(c).and_then(|s| s.remote_endpoint())
+        );
         self.counters.accepted += 1;
         Some(Ok(c))
     }
@@ -374,6 +393,9 @@ impl Inner {
         if let Some(l) = self.listeners.get_mut(lid) {
             if established {
                 l.ready.push_back(c);
+                if let Some(w) = l.waker.take() {
+                    w.wake();
+                }
             } else {
                 l.half_open.push_back(c);
             }
@@ -475,6 +497,13 @@ impl Inner {
                 }
                 if l.ready.capacity() > 64 && l.ready.len() * 4 < l.ready.capacity() {
                     l.ready.shrink_to_fit();
+                }
+                // Connections are waiting: the accepting task must know, however they got
+                // into the queue.
+                if !l.ready.is_empty()
+                    && let Some(w) = l.waker.take()
+                {
+                    w.wake();
                 }
             }
         }

@@ -62,6 +62,50 @@ pub(crate) fn config(v4: Ipv4Addr, v6: Ipv6Addr) -> NetConfig {
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
 
+/// A task's wake-up flag: a task is polled only when something woke it (or it is new), as a
+/// real executor does, so a lost wake-up leaves it stuck and fails the test.
+#[derive(Default)]
+struct Woken(core::sync::atomic::AtomicBool);
+
+impl alloc::task::Wake for Woken {
+    fn wake(self: alloc::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &alloc::sync::Arc<Self>) {
+        self.0.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A task and its wake-up flag.
+struct Spawned {
+    task: Task,
+    woken: alloc::sync::Arc<Woken>,
+}
+
+impl Spawned {
+    fn new(task: Task) -> Spawned {
+        let woken = alloc::sync::Arc::new(Woken::default());
+        woken.0.store(true, core::sync::atomic::Ordering::Relaxed);
+        Spawned { task, woken }
+    }
+
+    /// Polls the task if it was woken; returns whether it is still pending.
+    fn poll_if_woken(&mut self) -> bool {
+        if !self
+            .woken
+            .0
+            .swap(false, core::sync::atomic::Ordering::Relaxed)
+        {
+            return true;
+        }
+        let waker = Waker::from(self.woken.clone());
+        self.task
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    }
+}
+
 /// Starts a task on the world running on this thread.
 pub(crate) fn spawn(f: impl Future<Output = ()> + 'static) {
     SPAWNED.with(|s| s.borrow_mut().push(Box::pin(f)));
@@ -88,7 +132,7 @@ pub(crate) struct World {
     pub(crate) now: u64,
     pub(crate) a: Host,
     pub(crate) b: Host,
-    tasks: Vec<Task>,
+    tasks: Vec<Spawned>,
     /// Frames `a` sent to the fake host (or to everyone).
     pub(crate) to_fake: Vec<Vec<u8>>,
     /// Every frame `a` sent, if recording.
@@ -123,14 +167,17 @@ impl World {
         self.a.runner.device_mut().inject(frame);
     }
 
-    /// One round: every task polled, both stacks polled, frames moved. Returns whether any
+    fn adopt_spawned(&mut self) {
+        let new: Vec<Task> = SPAWNED.with(|s| core::mem::take(&mut *s.borrow_mut()));
+        self.tasks.extend(new.into_iter().map(Spawned::new));
+    }
+
+    /// One round: every woken task polled, both stacks polled, frames moved. Returns whether any
     /// frame moved.
     fn step(&mut self) -> bool {
-        SPAWNED.with(|s| self.tasks.append(&mut s.borrow_mut()));
-        let mut cx = Context::from_waker(Waker::noop());
-        self.tasks
-            .retain_mut(|t| t.as_mut().poll(&mut cx).is_pending());
-        SPAWNED.with(|s| self.tasks.append(&mut s.borrow_mut()));
+        self.adopt_spawned();
+        self.tasks.retain_mut(Spawned::poll_if_woken);
+        self.adopt_spawned();
         self.a.next = self.a.runner.poll(self.now);
         self.b.next = self.b.runner.poll(self.now);
         let from_a = self.a.runner.device_mut().sent();

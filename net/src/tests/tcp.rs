@@ -329,3 +329,21 @@ fn ipv6_clients_are_served_on_the_same_listener() {
     assert!(w.run_until(10_000, |_| ok.get() + failed.get() == 2));
     assert_eq!(ok.get(), 2);
 }
+
+#[test]
+fn sixty_idle_clients_one_after_another_then_a_request_at_a_limit_of_twelve() {
+    let mut w = World::pair(|c| c.max_tcp = 12);
+    serve_pings(&w.a.stack, true, counter());
+    let (held, ended) = (counter(), counter());
+    for k in 1..=60 {
+        hold(&w.b.stack, server(), held.clone(), ended.clone());
+        assert!(
+            w.run_until(30_000, |_| held.get() + ended.get() >= k),
+            "holder {k} never connected"
+        );
+    }
+    let (ok, failed) = (counter(), counter());
+    ping(&w.b.stack, server(), ok.clone(), failed.clone());
+    assert!(w.run_until(30_000, |_| ok.get() + failed.get() == 1));
+    assert_eq!(ok.get(), 1, "{:?}", w.a.stack.counters());
+}
