@@ -174,13 +174,23 @@ fn heap_in_use_returns_after_a_thousand_connections() {
         let out = netclient(&ns, &["burst", GUEST, "80", "500"]);
         assert!(out.contains("failed=0"), "{out}");
     }
-    // Closing connections finish within a second or two; then only the listener remains.
+    // Closing connections finish within a second or two (a few wait up to 5 s for their last
+    // bytes to be acknowledged); then only the listener remains and the heap settles.
     let mut s = status(&ns, GUEST);
+    let mut steady = 0;
+    let mut last = 0;
     for _ in 0..100 {
-        if field(&s, "tcp_sockets") <= 2 {
+        let now = field(&s, "heap_in_use");
+        steady = if field(&s, "tcp_sockets") <= 2 && now == last {
+            steady + 1
+        } else {
+            0
+        };
+        if steady == 3 {
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        last = now;
+        std::thread::sleep(Duration::from_millis(200));
         s = status(&ns, GUEST);
     }
     let after = field(&s, "heap_in_use");

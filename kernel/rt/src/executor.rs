@@ -221,6 +221,25 @@ impl Executor {
         }
     }
 
+    /// Before idling: gives back table space a peak of tasks left (the task table's tail is
+    /// released as tasks finish, but its capacity and the ready queue's only shrink here once
+    /// the peak is over).
+    fn tidy(&self) {
+        let mut tasks = self.tasks.borrow_mut();
+        let len = tasks.len();
+        if tasks.capacity() > 16 && len * 2 < tasks.capacity() {
+            tasks.shrink_to_fit();
+        }
+        let mut ready = self.ready.slots.lock();
+        if ready.is_empty() && ready.capacity() > 16 {
+            ready.shrink_to_fit();
+        }
+        let mut waiters = self.event_waiters.borrow_mut();
+        if waiters.capacity() > 16 && waiters.len() * 2 < waiters.capacity() {
+            waiters.shrink_to_fit();
+        }
+    }
+
     /// Wakes every timer whose deadline is at or before `now`.
     fn fire_due(&self, now: Nanos) {
         loop {
@@ -269,6 +288,7 @@ impl Executor {
             if deadline.is_none() && self.event_sources.get() == 0 {
                 return Err(Stall::NothingCanWake);
             }
+            self.tidy();
             let events = P::wait(deadline);
             self.dispatch_events(events);
         }
