@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     pub(crate) addr: crate::addr::Addressing,
     /// Listener ports without a listening socket, as last told to the device filter.
     pub(crate) full_ports: Vec<u16>,
+    /// Polls in a row that asked to be polled again at once with no frame waiting.
+    spins: u64,
 }
 
 impl Inner {
@@ -293,6 +295,7 @@ impl<D: NetDevice> Runner<D> {
             counters: NetCounters::default(),
             addr,
             full_ports: Vec::new(),
+            spins: 0,
         };
         inner.configure_at_start(mac);
         let stack = Stack {
@@ -369,14 +372,21 @@ impl<D: NetDevice> Runner<D> {
             .poll_at(ts, &i.sockets)
             .map(|t| t.total_millis().max(0) as u64);
         let again = more.then_some(now_ms);
-        [
-            again,
-            next,
-            i.tcp_deadline(),
-            i.addr.deadline(&i.config, now_ms),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let (tcp, addr) = (i.tcp_deadline(), i.addr.deadline(&i.config, now_ms));
+        let due = [again, next, tcp, addr].into_iter().flatten().min();
+        // A stack that asks to be polled again at once, over and over, with no frame waiting,
+        // is spinning: say so once (with what it is waiting for) rather than burn the CPU
+        // unexplained.
+        if due.is_some_and(|t| t <= now_ms) && !more {
+            i.spins += 1;
+            if i.spins == 100_000 {
+                log::warn!(
+                    "net: the stack asked to be polled at once 100000 times in a row (smoltcp {next:?}, tcp {tcp:?}, addressing {addr:?}, now {now_ms})"
+                );
+            }
+        } else {
+            i.spins = 0;
+        }
+        due
     }
 }

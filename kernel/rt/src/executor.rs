@@ -1,8 +1,9 @@
 //! The single-core, run-to-completion async executor and its timer queue.
 //!
-//! Tasks are boxed futures in a slab. A task's waker holds only its slot number and the
-//! shared ready queue (so wakers are `Send + Sync` without any `unsafe`); waking pushes the
-//! slot once. The loop: poll every ready task; fire due timers; if nothing is ready, ask the
+//! Tasks are boxed futures in a table keyed by an id that is never reused, so a waker that
+//! outlives its task can never wake (or be mistaken for) a newer one, and the table gives its
+//! memory back after a peak of tasks. A task's waker holds only its id and the shared ready
+//! queue (so wakers are `Send + Sync` without any `unsafe`); waking pushes the id once. The loop: poll every ready task; fire due timers; if nothing is ready, ask the
 //! platform to [`wait`](fata_hal::Platform::wait) until the earliest timer deadline. That wait
 //! is the only place the CPU idles, and the only place interrupts are taken on bare metal.
 //!
@@ -10,7 +11,7 @@
 //! reached its deadline, whatever woke it.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::rc::Rc;
 use alloc::sync::Arc;
 use alloc::task::Wake;
@@ -65,10 +66,10 @@ pub(crate) enum Stall {
 
 /// The executor. One per program, reached through [`current`].
 pub(crate) struct Executor {
-    tasks: RefCell<Vec<Option<Task>>>,
-    /// Free slots of `tasks`, reused lowest first so live tasks stay packed at the front and a
-    /// peak's slots can be given back.
-    free: RefCell<BTreeSet<usize>>,
+    /// Live tasks by id; a task being polled is out of the table.
+    tasks: RefCell<BTreeMap<usize, Task>>,
+    /// The next task id.
+    next_id: Cell<usize>,
     ready: Arc<ReadyQueue>,
     timers: RefCell<BTreeMap<TimerKey, Waker>>,
     seq: Cell<u64>,
@@ -79,8 +80,8 @@ pub(crate) struct Executor {
 impl Executor {
     pub(crate) fn new() -> Executor {
         Executor {
-            tasks: RefCell::new(Vec::new()),
-            free: RefCell::new(BTreeSet::new()),
+            tasks: RefCell::new(BTreeMap::new()),
+            next_id: Cell::new(0),
             ready: Arc::new(ReadyQueue::default()),
             timers: RefCell::new(BTreeMap::new()),
             seq: Cell::new(0),
@@ -91,22 +92,22 @@ impl Executor {
 
     /// Adds a task and queues it to be polled.
     fn spawn_boxed(&self, future: BoxFuture) {
-        let slot = self.free.borrow_mut().pop_first().unwrap_or_else(|| {
-            let mut t = self.tasks.borrow_mut();
-            t.push(None);
-            t.len() - 1
-        });
+        let slot = self.next_id.get();
+        self.next_id.set(slot + 1);
         let handle = Arc::new(TaskWaker {
             slot,
             queued: AtomicBool::new(false),
             ready: self.ready.clone(),
         });
         let waker = Waker::from(handle.clone());
-        self.tasks.borrow_mut()[slot] = Some(Task {
-            future,
-            handle,
-            waker: waker.clone(),
-        });
+        self.tasks.borrow_mut().insert(
+            slot,
+            Task {
+                future,
+                handle,
+                waker: waker.clone(),
+            },
+        );
         waker.wake();
     }
 
@@ -186,50 +187,22 @@ impl Executor {
     /// Polls every queued task once (and tasks woken meanwhile).
     fn run_ready(&self) {
         while let Some(slot) = self.next_ready() {
-            let task = self.tasks.borrow_mut().get_mut(slot).and_then(Option::take);
+            let task = self.tasks.borrow_mut().remove(&slot);
             let Some(mut task) = task else { continue };
             task.handle.queued.store(false, Ordering::Release);
             let mut cx = Context::from_waker(&task.waker);
             match task.future.as_mut().poll(&mut cx) {
-                Poll::Ready(()) => {
-                    drop(task);
-                    self.release(slot);
+                Poll::Ready(()) => {}
+                Poll::Pending => {
+                    self.tasks.borrow_mut().insert(slot, task);
                 }
-                Poll::Pending => self.tasks.borrow_mut()[slot] = Some(task),
             }
         }
     }
 
-    /// Frees a finished task's slot; trailing free slots are given back, and the tables shrink
-    /// once a peak of tasks (a connection burst) is over.
-    fn release(&self, slot: usize) {
-        let mut tasks = self.tasks.borrow_mut();
-        let mut free = self.free.borrow_mut();
-        free.insert(slot);
-        while matches!(tasks.last(), Some(None)) {
-            tasks.pop();
-            free.remove(&tasks.len());
-        }
-        let len = tasks.len();
-        if tasks.capacity() > 64 && len * 4 < tasks.capacity() {
-            tasks.shrink_to(len * 2);
-        }
-        let mut ready = self.ready.slots.lock();
-        let queued = ready.len();
-        if ready.capacity() > 64 && queued * 4 < ready.capacity() {
-            ready.shrink_to(queued * 2);
-        }
-    }
-
-    /// Before idling: gives back table space a peak of tasks left (the task table's tail is
-    /// released as tasks finish, but its capacity and the ready queue's only shrink here once
-    /// the peak is over).
+    /// Before idling: gives back the capacity a peak of tasks (a connection burst) left in the
+    /// ready queue and the event waiters (the task table, a B-tree, shrinks by itself).
     fn tidy(&self) {
-        let mut tasks = self.tasks.borrow_mut();
-        let len = tasks.len();
-        if tasks.capacity() > 16 && len * 2 < tasks.capacity() {
-            tasks.shrink_to_fit();
-        }
         let mut ready = self.ready.slots.lock();
         if ready.is_empty() && ready.capacity() > 16 {
             ready.shrink_to_fit();
@@ -335,6 +308,22 @@ pub(crate) use cur::set as set_current;
 /// The running executor. Panics (with a clear message) outside the runtime.
 pub(crate) fn current() -> &'static Executor {
     cur::get().expect("fata: no runtime is running (spawn and timers need #[fata::main])")
+}
+
+/// Lets every other ready task run before the caller continues.
+#[cfg_attr(not(feature = "net"), allow(dead_code))]
+pub(crate) async fn yield_now() {
+    let mut yielded = false;
+    core::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// The result of a spawned task, to be awaited.
@@ -495,22 +484,43 @@ pub(crate) mod tests {
             for h in handles {
                 h.await;
             }
-            // Let the finished tasks be released.
+            // Idle once, so the executor tidies up.
             sleep(Duration::from_millis(1)).await;
             (
                 peak,
                 current().tasks.borrow().len(),
-                current().tasks.borrow().capacity(),
+                current().ready.slots.lock().capacity(),
             )
         });
-        let (peak, after, capacity) = r.unwrap();
-        assert!(peak > 1000, "{peak}");
-        assert!(after <= 2, "{after} slots left");
-        assert!(capacity <= 64, "capacity {capacity} kept");
+        let (peak, after, ready_capacity) = r.unwrap();
+        assert!(peak >= 1000, "{peak}");
+        assert!(after <= 2, "{after} tasks left");
+        assert!(
+            ready_capacity <= 64,
+            "ready queue capacity {ready_capacity} kept"
+        );
     }
 
     #[test]
-    fn many_tasks_reuse_slots() {
+    fn a_task_that_yields_lets_the_others_run_first() {
+        let e = fresh();
+        let order: Rc<RefCell<Vec<&str>>> = Rc::default();
+        let r = e.block_on::<MockPlatform, _>({
+            let order = order.clone();
+            async move {
+                let o = order.clone();
+                let other = spawn(async move { o.borrow_mut().push("other") });
+                yield_now().await;
+                order.borrow_mut().push("yielder");
+                other.await;
+            }
+        });
+        assert_eq!(r, Ok(()));
+        assert_eq!(*order.borrow(), ["other", "yielder"]);
+    }
+
+    #[test]
+    fn many_short_tasks_leave_nothing_behind() {
         let e = fresh();
         let r = e.block_on::<MockPlatform, _>(async {
             let mut sum = 0;
@@ -521,9 +531,40 @@ pub(crate) mod tests {
         });
         assert_eq!(r, Ok(499_500));
         assert!(
-            e.tasks.borrow().len() <= 3,
-            "slab grew to {}",
+            e.tasks.borrow().len() <= 1,
+            "{} tasks left",
             e.tasks.borrow().len()
         );
+    }
+
+    #[test]
+    fn a_waker_that_outlives_its_task_does_not_poll_a_newer_one() {
+        let e = fresh();
+        let polls = Rc::new(Cell::new(0));
+        let stale: Rc<RefCell<Option<Waker>>> = Rc::default();
+        let r = e.block_on::<MockPlatform, _>({
+            let (polls, stale) = (polls.clone(), stale.clone());
+            async move {
+                let keep = stale.clone();
+                spawn(core::future::poll_fn(move |cx| {
+                    *keep.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Ready(())
+                }))
+                .await;
+                let counted = polls.clone();
+                let waiter = spawn(core::future::poll_fn(move |_| {
+                    counted.set(counted.get() + 1);
+                    Poll::<()>::Pending
+                }));
+                sleep(Duration::from_millis(1)).await;
+                let before = polls.get();
+                stale.borrow_mut().take().unwrap().wake();
+                sleep(Duration::from_millis(1)).await;
+                drop(waiter);
+                (before, polls.get())
+            }
+        });
+        let (before, after) = r.unwrap();
+        assert_eq!(before, after, "the stale waker polled another task");
     }
 }

@@ -75,7 +75,15 @@ fn host_stack() -> Stack {
 async fn run<D: fata_hal::net::NetDevice + 'static>(mut runner: Runner<D>, events: Events) {
     loop {
         runner.service_device();
-        let next = runner.poll(now_ms());
+        let now = now_ms();
+        let next = runner.poll(now);
+        if next.is_some_and(|t| t <= now) {
+            // Due again at once (more frames waiting, a retransmission): every other task gets
+            // its turn first. Looping here without yielding starved the application: a client
+            // was acknowledged but never accepted.
+            crate::executor::yield_now().await;
+            continue;
+        }
         let stack = runner.stack().clone();
         let mut timer =
             next.map(|ms| sleep_until(Instant::from_nanos(ms.saturating_mul(1_000_000))));
