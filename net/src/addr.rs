@@ -16,8 +16,13 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Cidr, Ipv6Cidr};
 /// Largest number of DNS servers used (the DNS socket's capacity).
 const MAX_DNS: usize = 4;
 /// While SLAAC has not produced an address, the runner wakes this often so router
-/// solicitations are retried even when nothing else is going on.
+/// solicitations are retried even when nothing else is going on (smoltcp's `poll_at` can
+/// lose SLAAC's own deadline)...
 const SLAAC_TICK_MS: u64 = 1000;
+/// ...for as long as smoltcp solicits routers: three solicitations 4 s apart. On a network
+/// without a router the runner then sleeps undisturbed; an advertisement still arrives as a
+/// frame.
+const SLAAC_DISCOVERY_MS: u64 = 15_000;
 
 pub(crate) struct Addressing {
     pub(crate) v4: Option<Ipv4Cidr>,
@@ -31,6 +36,8 @@ pub(crate) struct Addressing {
     dhcp_dns: Vec<Ipv4Addr>,
     /// IPv6 addresses as last logged.
     v6_seen: Vec<Ipv6Cidr>,
+    /// When the stack started.
+    started_ms: u64,
 }
 
 /// Whether `a` can be this host's own address.
@@ -46,24 +53,29 @@ pub(crate) fn usable_unicast(a: IpAddr) -> bool {
 /// The EUI-64 link-local address of `mac` (RFC 4291 appendix A).
 fn link_local(mac: EthernetAddress) -> Ipv6Addr {
     let m = mac.0;
-    Ipv6Addr::from([
-        0xfe,
-        0x80,
+    let pair = |a: u8, b: u8| u16::from_be_bytes([a, b]);
+    Ipv6Addr::new(
+        0xfe80,
         0,
         0,
         0,
-        0,
-        0,
-        0,
-        m[0] ^ 0x02,
-        m[1],
-        m[2],
-        0xff,
-        0xfe,
-        m[3],
-        m[4],
-        m[5],
-    ])
+        pair(m[0] ^ 0x02, m[1]),
+        pair(m[2], 0xff),
+        pair(0xfe, m[3]),
+        pair(m[4], m[5]),
+    )
+}
+
+/// The configured static IPv4 address as a CIDR, if it is one this host can have (smoltcp's
+/// constructor panics on a prefix above 32: `NetConfig` is public, so it is checked here).
+fn static_v4(config: &NetConfig) -> Option<Ipv4Cidr> {
+    let (a, len) = config.ipv4?;
+    if usable_unicast(a.into()) && len <= 32 {
+        Some(Ipv4Cidr::new(a, len))
+    } else {
+        log::warn!("net: ignoring ipv4={a}/{len}: not a unicast address and prefix");
+        None
+    }
 }
 
 impl Addressing {
@@ -86,6 +98,7 @@ impl Addressing {
                 fallback_said: false,
                 dhcp_dns: Vec::new(),
                 v6_seen: Vec::new(),
+                started_ms: now_ms,
             },
             dhcp,
         )
@@ -97,8 +110,10 @@ impl Addressing {
             Some(t) if !self.fallback_said => Some(t + config.dhcp_timeout_ms),
             _ => None,
         };
-        let slaac = (config.slaac && !self.v6_seen.iter().any(|c| !is_link_local(c)))
-            .then_some(now_ms + SLAAC_TICK_MS);
+        let discovering = now_ms < self.started_ms + SLAAC_DISCOVERY_MS;
+        let slaac =
+            (config.slaac && discovering && !self.v6_seen.iter().any(|c| !is_link_local(c)))
+                .then_some(now_ms + SLAAC_TICK_MS);
         [fallback, slaac].into_iter().flatten().min()
     }
 }
@@ -131,8 +146,8 @@ impl Inner {
         if self.dhcp.is_some() {
             log::info!("net: asking for a DHCP lease");
         } else {
-            match self.config.ipv4 {
-                Some((a, len)) => self.set_v4(Ipv4Cidr::new(a, len), self.config.gateway, None),
+            match static_v4(&self.config) {
+                Some(cidr) => self.set_v4(cidr, self.config.gateway, None),
                 None if self.config.ipv6.is_none() && !self.config.slaac => {
                     log::warn!("net: no DHCP, no static address and no SLAAC: only link-local")
                 }
@@ -144,10 +159,6 @@ impl Inner {
     }
 
     fn set_v4(&mut self, cidr: Ipv4Cidr, gateway: Option<Ipv4Addr>, why: Option<&str>) {
-        if !usable_unicast(cidr.address().into()) || cidr.prefix_len() > 32 {
-            log::warn!("net: ignoring IPv4 address {cidr}: not a unicast address");
-            return;
-        }
         self.iface.update_ip_addrs(|a| {
             a.retain(|c| !matches!(c, IpCidr::Ipv4(_)));
             let _ = a.push(IpCidr::Ipv4(cidr));
@@ -257,34 +268,37 @@ impl Inner {
             "net: no DHCP answer within {} ms",
             self.config.dhcp_timeout_ms
         );
-        match self.config.ipv4 {
-            Some((a, len)) => {
+        match static_v4(&self.config) {
+            Some(cidr) => {
                 // The fallback is final: DHCP stops, so the address does not change under
                 // the connections that start using it.
                 if let Some(h) = self.dhcp.take() {
                     self.sockets.remove(h);
                 }
                 self.addr.dhcp_waiting_since = None;
-                self.set_v4(Ipv4Cidr::new(a, len), self.config.gateway, Some(&why));
+                self.set_v4(cidr, self.config.gateway, Some(&why));
             }
             None => log::warn!("{why}; still trying (set ipv4= for a static fallback)"),
         }
     }
 
     fn note_v6_changes(&mut self) {
-        let now: Vec<Ipv6Cidr> = self
+        let v6 = |a: &IpCidr| match a {
+            IpCidr::Ipv6(c) => Some(*c),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        };
+        // Runs every poll: compare first, collect only when something changed.
+        if self
             .iface
             .ip_addrs()
             .iter()
-            .filter_map(|c| match c {
-                IpCidr::Ipv6(c) => Some(*c),
-                #[allow(unreachable_patterns)]
-                _ => None,
-            })
-            .collect();
-        if now == self.addr.v6_seen {
+            .filter_map(v6)
+            .eq(self.addr.v6_seen.iter().copied())
+        {
             return;
         }
+        let now: Vec<Ipv6Cidr> = self.iface.ip_addrs().iter().filter_map(v6).collect();
         for c in &now {
             if !self.addr.v6_seen.contains(c) {
                 log::info!("net: IPv6 address {c}");
@@ -331,6 +345,19 @@ mod tests {
     fn link_local_is_eui64_of_the_mac() {
         let a = link_local(EthernetAddress([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]));
         assert_eq!(a, "fe80::5054:ff:fe12:3456".parse::<Ipv6Addr>().unwrap());
+    }
+
+    #[test]
+    fn a_static_address_with_an_impossible_prefix_is_refused_not_a_panic() {
+        let mut c = NetConfig {
+            ipv4: Some((Ipv4Addr::new(10, 0, 0, 2), 33)),
+            ..NetConfig::default()
+        };
+        assert_eq!(static_v4(&c), None);
+        c.ipv4 = Some((Ipv4Addr::new(224, 0, 0, 1), 4));
+        assert_eq!(static_v4(&c), None);
+        c.ipv4 = Some((Ipv4Addr::new(10, 0, 0, 2), 24));
+        assert!(static_v4(&c).is_some());
     }
 
     #[test]

@@ -138,20 +138,18 @@ impl Inner {
         // Closing connections go first when they are what is in the way; the oldest, and those
         // whose FIN the peer has acknowledged (nothing of ours left to deliver) before others.
         if (short_of_memory || too_many_closing) && !self.orphans.is_empty() {
+            let fin_acked = |i: &Inner, id: Id| {
+                i.conns.get(id).is_some_and(|c| {
+                    i.sockets.get::<tcp::Socket>(c.handle).state() == tcp::State::FinWait2
+                })
+            };
             let id = self
                 .orphans
                 .iter()
                 .copied()
-                .find(|id| {
-                    self.conns.get(*id).is_some_and(|c| {
-                        self.sockets.get::<tcp::Socket>(c.handle).state() == tcp::State::FinWait2
-                    })
-                })
+                .find(|id| fin_acked(self, *id))
                 .unwrap_or(self.orphans[0]);
-            let done = self.conns.get(id).is_some_and(|c| {
-                self.sockets.get::<tcp::Socket>(c.handle).state() == tcp::State::FinWait2
-            });
-            if done {
+            if fin_acked(self, id) {
                 self.orphans.retain(|x| *x != id);
                 self.drop_quietly(id);
             } else {
@@ -510,34 +508,30 @@ impl Inner {
         self.reap_orphans();
     }
 
+    /// Removes orphans that finished closing and resets those past their deadline. The list
+    /// stays in the order orphans were made (oldest first), which reclaiming relies on.
     fn reap_orphans(&mut self) {
         let now = self.now_ms;
         let mut i = 0;
         while i < self.orphans.len() {
             let id = self.orphans[i];
             let Some(c) = self.conns.get(id) else {
-                self.orphans.swap_remove(i);
+                self.orphans.remove(i);
                 continue;
             };
             let state = self.sockets.get::<tcp::Socket>(c.handle).state();
+            let overdue = matches!(c.role, Role::Orphan { deadline_ms } if now >= deadline_ms);
             if matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
-                self.orphans.swap_remove(i);
+                self.orphans.remove(i);
                 self.drop_quietly(id);
-                continue;
-            }
-            if let Role::Orphan { deadline_ms } = c.role
-                && now >= deadline_ms
-            {
-                self.orphans.swap_remove(i);
+            } else if overdue {
+                // `kill` takes it off the list.
                 self.kill(id);
                 self.counters.close_timeouts += 1;
-                continue;
+            } else {
+                i += 1;
             }
-            i += 1;
         }
-        // Oldest first, so reclaiming takes the oldest orphan.
-        self.orphans
-            .sort_by_key(|id| self.conns.get(*id).map_or(0, |c| c.since_ms));
         if self.orphans.capacity() > 64 && self.orphans.len() * 4 < self.orphans.capacity() {
             self.orphans.shrink_to_fit();
         }

@@ -73,10 +73,9 @@ impl Inner {
 
     /// A new UDP socket bound to `port` (0: an ephemeral one).
     pub(crate) fn new_udp(&mut self, port: u16) -> Result<crate::slab::Id, crate::NetError> {
-        let port = if port == 0 {
-            self.ephemeral_port()
-        } else {
-            port
+        let port = match port {
+            0 => self.ephemeral_port().ok_or(crate::NetError::Exhausted)?,
+            p => p,
         };
         if self.udp_port_in_use(port) {
             return Err(crate::NetError::PortInUse(port));
@@ -112,8 +111,9 @@ impl Inner {
     }
 
     /// An unused local port for outgoing connections and unbound UDP sockets: the next one
-    /// in 49152..=65535 (wrapping) that no TCP connection or UDP socket uses.
-    pub(crate) fn ephemeral_port(&mut self) -> u16 {
+    /// in 49152..=65535 (wrapping) that no TCP connection or UDP socket uses; `None` when
+    /// every one is taken.
+    pub(crate) fn ephemeral_port(&mut self) -> Option<u16> {
         for _ in 0..=(65535 - 49152) {
             let p = self.next_port;
             self.next_port = if p == 65535 { 49152 } else { p + 1 };
@@ -124,11 +124,10 @@ impl Inner {
                     .is_some_and(|e| e.port == p)
             });
             if !tcp_uses && !self.udp_port_in_use(p) {
-                return p;
+                return Some(p);
             }
         }
-        // Every ephemeral port is taken: the caller's bind or connect fails cleanly.
-        0
+        None
     }
 
     /// Removes aborted sockets (after the egress that sent their resets).

@@ -50,10 +50,7 @@ impl Stack {
             if !have_family {
                 return Err(NetError::NoAddress);
             }
-            let port = i.ephemeral_port();
-            if port == 0 {
-                return Err(NetError::Exhausted);
-            }
+            let port = i.ephemeral_port().ok_or(NetError::Exhausted)?;
             let Some(id) = i.new_tcp(Role::Open) else {
                 i.counters.tcp_limit_hits += 1;
                 return Err(NetError::Exhausted);
