@@ -243,9 +243,6 @@ async fn serve_connection(
                     n
                 };
                 buf.extend_from_slice(&chunk[..n]);
-                if n > 0 || skip > 0 {
-                    timer.begin(now_ms());
-                }
             }
         }
     }

@@ -27,11 +27,11 @@ type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 #[derive(Default)]
 struct ReadyQueue {
-    slots: spin::Mutex<VecDeque<usize>>,
+    ids: spin::Mutex<VecDeque<usize>>,
 }
 
 struct TaskWaker {
-    slot: usize,
+    id: usize,
     queued: AtomicBool,
     ready: Arc<ReadyQueue>,
 }
@@ -43,7 +43,7 @@ impl Wake for TaskWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.queued.swap(true, Ordering::AcqRel) {
-            self.ready.slots.lock().push_back(self.slot);
+            self.ready.ids.lock().push_back(self.id);
         }
     }
 }
@@ -92,16 +92,16 @@ impl Executor {
 
     /// Adds a task and queues it to be polled.
     fn spawn_boxed(&self, future: BoxFuture) {
-        let slot = self.next_id.get();
-        self.next_id.set(slot + 1);
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
         let handle = Arc::new(TaskWaker {
-            slot,
+            id,
             queued: AtomicBool::new(false),
             ready: self.ready.clone(),
         });
         let waker = Waker::from(handle.clone());
         self.tasks.borrow_mut().insert(
-            slot,
+            id,
             Task {
                 future,
                 handle,
@@ -181,20 +181,20 @@ impl Executor {
     }
 
     fn next_ready(&self) -> Option<usize> {
-        self.ready.slots.lock().pop_front()
+        self.ready.ids.lock().pop_front()
     }
 
     /// Polls every queued task once (and tasks woken meanwhile).
     fn run_ready(&self) {
-        while let Some(slot) = self.next_ready() {
-            let task = self.tasks.borrow_mut().remove(&slot);
+        while let Some(id) = self.next_ready() {
+            let task = self.tasks.borrow_mut().remove(&id);
             let Some(mut task) = task else { continue };
             task.handle.queued.store(false, Ordering::Release);
             let mut cx = Context::from_waker(&task.waker);
             match task.future.as_mut().poll(&mut cx) {
                 Poll::Ready(()) => {}
                 Poll::Pending => {
-                    self.tasks.borrow_mut().insert(slot, task);
+                    self.tasks.borrow_mut().insert(id, task);
                 }
             }
         }
@@ -203,7 +203,7 @@ impl Executor {
     /// Before idling: gives back the capacity a peak of tasks (a connection burst) left in the
     /// ready queue and the event waiters (the task table, a B-tree, shrinks by itself).
     fn tidy(&self) {
-        let mut ready = self.ready.slots.lock();
+        let mut ready = self.ready.ids.lock();
         if ready.is_empty() && ready.capacity() > 16 {
             ready.shrink_to_fit();
         }
@@ -254,7 +254,7 @@ impl Executor {
                 return Ok(v);
             }
             self.fire_due(P::monotonic_ns());
-            if !self.ready.slots.lock().is_empty() {
+            if !self.ready.ids.lock().is_empty() {
                 continue;
             }
             let deadline = self.next_deadline();
@@ -474,7 +474,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_peak_of_tasks_gives_its_slots_back() {
+    fn a_peak_of_tasks_leaves_nothing_behind() {
         let e = fresh();
         let r = e.block_on::<MockPlatform, _>(async {
             let handles: Vec<_> = (0..1000u64)
@@ -489,7 +489,7 @@ pub(crate) mod tests {
             (
                 peak,
                 current().tasks.borrow().len(),
-                current().ready.slots.lock().capacity(),
+                current().ready.ids.lock().capacity(),
             )
         });
         let (peak, after, ready_capacity) = r.unwrap();
