@@ -185,15 +185,7 @@ pub fn status(ns: &Netns, guest: &str) -> String {
 /// A numeric field of a `/status` document (panics, naming the field, if it is missing).
 #[track_caller]
 pub fn field(status: &str, name: &str) -> u64 {
-    let at = status
-        .find(&format!("\"{name}\":"))
-        .unwrap_or_else(|| panic!("{name} missing: {status}"));
-    status[at + name.len() + 3..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is not a number: {status}"))
+    xtask::load::status_field(status, name).unwrap_or_else(|| panic!("{name} missing: {status}"))
 }
 
 /// Boots the echo example in `ns` with `args` plus `lookup=fata.test`, while

@@ -62,6 +62,14 @@ impl Value {
         }
     }
 
+    /// A non-negative whole number that fits in 64 bits.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Number(n) => n.parse().ok(),
+            _ => None,
+        }
+    }
+
     /// Whether this is `null`.
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)

@@ -111,20 +111,56 @@ pub fn hold_idle(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
         .collect()
 }
 
-/// How many of `held` the server has closed (end of stream or reset).
-pub fn closed_by_server(held: &mut [TcpStream]) -> usize {
-    held.iter_mut()
-        .map(|s| {
-            let _ = s.set_nonblocking(true);
-            let mut b = [0u8; 1];
-            !matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        })
-        .filter(|closed| *closed)
-        .count()
+/// How many of `held` the server has closed: with a FIN (end of stream), and with a reset.
+pub fn closed_by_server(held: &mut [TcpStream]) -> (usize, usize) {
+    let (mut eof, mut reset) = (0, 0);
+    for s in held.iter_mut() {
+        let _ = s.set_nonblocking(true);
+        let mut b = [0u8; 1];
+        match s.read(&mut b) {
+            Ok(0) => eof += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok(_) | Err(_) => reset += 1,
+        }
+    }
+    (eof, reset)
+}
+
+/// A whole-number field of the http example's `/status` document, found in `text` on the
+/// line that holds the JSON object (as `netclient status` prints it).
+pub fn status_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.trim_start().starts_with('{'))?;
+    crate::json::parse(line.trim()).ok()?.get(name)?.as_u64()
+}
+
+/// Asks for `/status` (through `status`) until the guest has settled after a load: only the
+/// listener and the asking connection left, and the heap in use the same three times in a
+/// row, 200 ms apart (20 s at most; closing connections may wait seconds for their last
+/// acknowledgement). Returns the last document.
+pub fn settled_status(mut status: impl FnMut() -> String) -> String {
+    let mut s = status();
+    let (mut steady, mut last) = (0, None);
+    for _ in 0..100 {
+        let heap = status_field(&s, "heap_in_use");
+        let quiet = status_field(&s, "tcp_sockets").is_some_and(|n| n <= 2);
+        steady = if quiet && heap.is_some() && heap == last {
+            steady + 1
+        } else {
+            0
+        };
+        if steady == 3 {
+            break;
+        }
+        last = heap;
+        std::thread::sleep(Duration::from_millis(200));
+        s = status();
+    }
+    s
 }
 
 /// A client that sends a request head one byte every `every`, until the server answers or
-/// closes. Returns how long that took and the status the server answered with, if any.
+/// closes, or a minute has passed. Returns how long that took and the status the server
+/// answered with, if any.
 pub fn trickle(addr: SocketAddr, every: Duration) -> Result<(Duration, Option<u16>), String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect: {e}"))?;
@@ -132,8 +168,8 @@ pub fn trickle(addr: SocketAddr, every: Duration) -> Result<(Duration, Option<u1
     let start = Instant::now();
     let head = b"GET /index.html HTTP/1.1\r\nHost: fata\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
     let mut got = Vec::new();
-    for byte in head.iter().cycle().take(10_000) {
-        if s.write_all(&[*byte]).is_err() {
+    for byte in head.iter().cycle() {
+        if start.elapsed() > Duration::from_secs(60) || s.write_all(&[*byte]).is_err() {
             break;
         }
         let mut b = [0u8; 512];
@@ -164,4 +200,41 @@ pub fn trickle(addr: SocketAddr, every: Duration) -> Result<(Duration, Option<u1
         .nth(1)
         .and_then(|s| s.parse().ok());
     Ok((start.elapsed(), status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_fields_are_read_from_the_json_line() {
+        let text =
+            "held=200\n{\"requests\":7,\"heap_in_use\":809014,\"address\":\"10.0.0.2/24\"}\nok\n";
+        assert_eq!(status_field(text, "heap_in_use"), Some(809_014));
+        assert_eq!(status_field(text, "requests"), Some(7));
+        assert_eq!(status_field(text, "address"), None);
+        assert_eq!(status_field(text, "missing"), None);
+        assert_eq!(status_field("no json here", "requests"), None);
+        assert_eq!(status_field("{\"requests\":", "requests"), None);
+    }
+
+    #[test]
+    fn settled_status_waits_for_a_steady_heap_and_the_last_sockets() {
+        let mut docs = [
+            "{\"tcp_sockets\":9,\"heap_in_use\":900}",
+            "{\"tcp_sockets\":2,\"heap_in_use\":820}",
+            "{\"tcp_sockets\":2,\"heap_in_use\":800}",
+            "{\"tcp_sockets\":2,\"heap_in_use\":800}",
+            "{\"tcp_sockets\":2,\"heap_in_use\":800}",
+            "{\"tcp_sockets\":2,\"heap_in_use\":800}",
+        ]
+        .into_iter();
+        let mut asked = 0;
+        let s = settled_status(|| {
+            asked += 1;
+            docs.next().unwrap_or("{}").to_string()
+        });
+        assert_eq!(status_field(&s, "heap_in_use"), Some(800));
+        assert_eq!(asked, 6);
+    }
 }

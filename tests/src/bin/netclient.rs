@@ -57,7 +57,7 @@ fn main() {
             let held = xtask::load::hold_idle(addr(ip, port), idle.parse().expect("IDLE"));
             std::thread::sleep(std::time::Duration::from_millis(300));
             let r = fata_tests::client::get(addr(ip, port), "/status")
-                .map(|r| println!("held={} {}", held.len(), String::from_utf8_lossy(&r.body)))
+                .map(|r| println!("held={}\n{}", held.len(), String::from_utf8_lossy(&r.body)))
                 .map_err(|e| e.to_string());
             drop(held);
             r
@@ -107,9 +107,9 @@ fn idle_then_get(addr: SocketAddr, idle: usize) -> Result<(), String> {
         .map_err(|e| format!("the normal client: {e}"))?;
     let took = start.elapsed();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let closed = xtask::load::closed_by_server(&mut held);
+    let (closed, reset) = xtask::load::closed_by_server(&mut held);
     println!(
-        "idle-then-get: held={} closed_by_server={closed} status={} in {:.3} s",
+        "idle-then-get: held={} closed_by_server={closed} reset_by_server={reset} status={} in {:.3} s",
         held.len(),
         r.status,
         took.as_secs_f64()

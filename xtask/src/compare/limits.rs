@@ -120,21 +120,18 @@ fn largest_burst(s: &Systems, ns: &Netns, netclient: &str, fata: bool, steps: &[
     best
 }
 
-/// A numeric field of fata's `/status`.
-fn status_field(ns: &Netns, netclient: &str, name: &str) -> Result<f64> {
+/// fata's `/status`, as `netclient status` prints it.
+fn status(ns: &Netns, netclient: &str) -> Result<String> {
     let (ok, out) = client(ns, netclient, &["status", GUEST_IP, "80"]);
     if !ok {
         bail!("no /status: {out}");
     }
-    let at = out
-        .find(&format!("\"{name}\":"))
-        .ok_or_else(|| crate::Error(format!("{name} missing in {out}")))?;
-    Ok(out[at + name.len() + 3..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or(f64::NAN))
+    Ok(out)
+}
+
+/// A numeric field of a `/status` document, or NaN.
+fn field(status: &str, name: &str) -> f64 {
+    crate::load::status_field(status, name).map_or(f64::NAN, |n| n as f64)
 }
 
 /// Connect bursts, the heap a connection costs, and the heap after a thousand connections.
@@ -168,22 +165,12 @@ pub(super) fn limit_figures(
     };
     // Warm up, then the heap with 200 idle connections held and without.
     let _ = client(ns, netclient, &["keepalive", GUEST_IP, "80", "4", "5"]);
-    let before = status_field(ns, netclient, "heap_in_use")?;
+    let before = field(&status(ns, netclient)?, "heap_in_use");
     let (ok, out) = client(ns, netclient, &["hold-status", GUEST_IP, "80", "200"]);
     if !ok {
         bail!("holding 200 connections: {out}");
     }
-    let held: f64 = out
-        .find("\"heap_in_use\":")
-        .and_then(|at| {
-            out[at + 14..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(f64::NAN);
+    let held = field(&out, "heap_in_use");
     rows.push(row(
         "heap per idle connection (http example, 16 KiB buffers; 200 held)",
         (held - before) / 200.0 / 1024.0,
@@ -194,22 +181,10 @@ pub(super) fn limit_figures(
     for _ in 0..2 {
         let _ = client(ns, netclient, &["burst", GUEST_IP, "80", "500"]);
     }
-    // Closing connections finish within seconds; then the heap is read once it is steady.
-    for _ in 0..100 {
-        if status_field(ns, netclient, "tcp_sockets")? <= 2.0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut after = status_field(ns, netclient, "heap_in_use")?;
-    for _ in 0..10 {
-        std::thread::sleep(Duration::from_millis(500));
-        let now = status_field(ns, netclient, "heap_in_use")?;
-        if now == after {
-            break;
-        }
-        after = now;
-    }
+    let after = field(
+        &crate::load::settled_status(|| status(ns, netclient).unwrap_or_default()),
+        "heap_in_use",
+    );
     rows.push(row(
         "heap in use before 1000 connections (after warm-up)",
         before / 1024.0,
