@@ -82,14 +82,11 @@ pub fn build(opts: &BuildOpts) -> Result<Image> {
     )
 }
 
-/// Builds the application at `manifest` (outside `examples/`) for `target` (see
-/// [`crate::check::target_dir_for`] for where).
+/// Builds the application at `manifest` (outside `examples/`) for `target`, into
+/// [`crate::check::app_target_dir`].
 pub fn build_manifest(manifest: &Path, target: Target, release: bool) -> Result<Image> {
     let (package, _) = crate::check::package_of(manifest)?;
-    let tdir = crate::root()
-        .join("target/check")
-        .join(&package)
-        .join(target.name());
+    let tdir = crate::check::app_target_dir(&package, target);
     build_app(manifest, &package, target, release, &tdir)
 }
 

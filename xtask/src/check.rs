@@ -111,21 +111,13 @@ pub fn package_of(manifest: &Path) -> Result<(String, PathBuf)> {
     Ok((name, root))
 }
 
-/// Where an application's build goes: the platform's own directory for fata's workspace, and
-/// `target/check/<workspace directory name>/<platform>` for a workspace elsewhere.
-pub fn target_dir_for(ws_root: &Path, target: Target) -> PathBuf {
-    if ws_root == crate::root() {
-        target.target_dir(ws_root)
-    } else {
-        let name = ws_root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "app".into());
-        crate::root()
-            .join("target/check")
-            .join(name)
-            .join(target.name())
-    }
+/// Where an application outside fata's workspace is built: `target/check/<package>/<platform>`
+/// under fata's own target directory, one per package and platform.
+pub fn app_target_dir(package: &str, target: Target) -> PathBuf {
+    crate::root()
+        .join("target/check")
+        .join(package)
+        .join(target.name())
 }
 
 /// One node of `cargo tree -e normal,features`.
@@ -437,10 +429,7 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
     let target_dir = if ws_root == crate::root() {
         target.target_dir(&ws_root)
     } else {
-        crate::root()
-            .join("target/check")
-            .join(&package)
-            .join(target.name())
+        app_target_dir(&package, target)
     };
     let built = build_json(&opts.manifest, &package, target, &target_dir)?;
     let mut warnings = built.warnings;
