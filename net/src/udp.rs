@@ -28,15 +28,6 @@ impl Stack {
 }
 
 impl UdpSocket {
-    /// The bound port.
-    pub fn port(&self) -> u16 {
-        self.stack.with(|i| {
-            i.udp
-                .get(self.id)
-                .map_or(0, |&h| i.sockets.get::<udp::Socket>(h).endpoint().port)
-        })
-    }
-
     /// Sends a datagram to `to`.
     pub async fn send_to(&self, data: &[u8], to: SocketAddr) -> Result<(), NetError> {
         if to.port() == 0 || to.ip().is_unspecified() {
