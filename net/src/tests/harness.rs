@@ -19,8 +19,7 @@ use core::task::{Context, Waker};
 use fata_hal::mock::MockNet;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-    Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, IpRepr,
 };
 
 pub(crate) const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -284,29 +283,8 @@ pub(crate) fn ipv4_frame_from(
     payload_len: usize,
     emit: impl FnOnce(&mut [u8], &IpAddress, &IpAddress),
 ) -> Vec<u8> {
-    let ip = Ipv4Repr {
-        src_addr: src_ip,
-        dst_addr: dst_ip,
-        next_header: protocol,
-        payload_len,
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress(src_mac),
-        dst_addr: EthernetAddress(dst_mac),
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let mut buf = alloc::vec![0u8; eth.buffer_len() + ip.buffer_len() + payload_len];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut packet, &checksums());
-    emit(
-        packet.payload_mut(),
-        &IpAddress::Ipv4(src_ip),
-        &IpAddress::Ipv4(dst_ip),
-    );
-    buf
+    let ip = IpRepr::new(src_ip.into(), dst_ip.into(), protocol, payload_len, 64);
+    ip_frame(src_mac, dst_mac, ip, emit)
 }
 
 /// An Ethernet frame to `dst_mac` carrying an IPv6 packet.
@@ -319,27 +297,34 @@ pub(crate) fn ipv6_frame(
     payload_len: usize,
     emit: impl FnOnce(&mut [u8], &IpAddress, &IpAddress),
 ) -> Vec<u8> {
-    let ip = Ipv6Repr {
-        src_addr: src_ip,
-        dst_addr: dst_ip,
-        next_header: protocol,
-        payload_len,
-        hop_limit: 255,
-    };
+    let ip = IpRepr::new(src_ip.into(), dst_ip.into(), protocol, payload_len, 255);
+    ip_frame(src_mac, dst_mac, ip, emit)
+}
+
+/// An Ethernet frame carrying the IP packet `ip`, its payload written by `emit`.
+fn ip_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    ip: IpRepr,
+    emit: impl FnOnce(&mut [u8], &IpAddress, &IpAddress),
+) -> Vec<u8> {
     let eth = EthernetRepr {
         src_addr: EthernetAddress(src_mac),
         dst_addr: EthernetAddress(dst_mac),
-        ethertype: EthernetProtocol::Ipv6,
+        ethertype: match ip {
+            IpRepr::Ipv4(_) => EthernetProtocol::Ipv4,
+            IpRepr::Ipv6(_) => EthernetProtocol::Ipv6,
+        },
     };
-    let mut buf = alloc::vec![0u8; eth.buffer_len() + ip.buffer_len() + payload_len];
+    let mut buf = alloc::vec![0u8; eth.buffer_len() + ip.buffer_len()];
     let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
     eth.emit(&mut frame);
-    let mut packet = Ipv6Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut packet);
+    let packet = frame.payload_mut();
+    ip.emit(&mut packet[..], &checksums());
     emit(
-        packet.payload_mut(),
-        &IpAddress::Ipv6(src_ip),
-        &IpAddress::Ipv6(dst_ip),
+        &mut packet[ip.header_len()..],
+        &ip.src_addr(),
+        &ip.dst_addr(),
     );
     buf
 }
