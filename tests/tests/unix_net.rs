@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 
 use fata_tests::client::{check_echo, check_http};
-use fata_tests::{BootOpts, Exit, Netns, Target, expect, free_port, image, run, site_dir};
+use fata_tests::{
+    BootOpts, Exit, Netns, Target, expect, free_port, image, netclient, run, site_dir,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -105,15 +107,6 @@ fn boot_tap(ns: &Netns, example: &str, port: u16, args: &[&str]) -> xtask::runne
     let mut all = vec!["net=tap:tap0"];
     all.extend_from_slice(args);
     xtask::netns::boot_ready(ns, &img, port, &all, Duration::from_secs(30)).unwrap()
-}
-
-fn netclient(ns: &Netns, args: &[&str]) {
-    let (ok, out) = ns.run(env!("CARGO_BIN_EXE_netclient"), args);
-    assert!(
-        ok && out.contains("ok"),
-        "netclient {}: {out}",
-        args.join(" ")
-    );
 }
 
 #[test]
