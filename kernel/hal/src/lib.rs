@@ -12,6 +12,7 @@
 
 extern crate alloc;
 
+pub mod block;
 pub mod boot;
 pub mod exit;
 #[cfg(any(test, feature = "mock"))]
@@ -58,6 +59,14 @@ pub trait Platform: 'static {
     /// Acquires the network device `name` (`service0` is the first NIC; devices are acquired
     /// once). Returns the device and the [`Events`] bits [`Platform::wait`] reports for it.
     fn open_net(name: &str) -> Result<(Self::Net, Events), net::OpenError>;
+
+    /// The platform's block device type ([`block::NoBlock`] where there are none).
+    type Block: block::BlockDevice + 'static;
+
+    /// Acquires the disk `name`: `disk0`, `disk1`, ... in the order the disks were attached
+    /// (devices are acquired once). Returns the device and the [`Events`] bits
+    /// [`Platform::wait`] reports for it.
+    fn open_block(name: &str) -> Result<(Self::Block, Events), block::OpenError>;
 
     /// The platform's own sockets, for hosted platforms (`sockets::NoSockets` elsewhere).
     type Sockets: sockets::HostSockets;

@@ -39,6 +39,13 @@ impl Platform for MockPlatform {
     const NAME: &'static str = "mock";
     type Net = crate::net::NoNet;
     type Sockets = crate::sockets::NoSockets;
+    type Block = MemDisk;
+
+    fn open_block(_: &str) -> Result<(MemDisk, Events), crate::block::OpenError> {
+        Err(crate::block::OpenError::NotFound(
+            "the mock platform has no disks (use MemDisk directly)".into(),
+        ))
+    }
 
     fn open_net(_: &str) -> Result<(crate::net::NoNet, Events), crate::net::OpenError> {
         Err(crate::net::OpenError::NotFound(
@@ -166,4 +173,102 @@ impl crate::net::NetDevice for MockNet {
         crate::net::NetStats::default()
     }
     fn service(&mut self) {}
+}
+
+/// A block device in memory for unit tests: requests complete in submission order, one
+/// [`BlockDevice::service`] call after they were submitted, so callers must wait for them like
+/// for a real device. At most `info.max_in_flight` requests are taken at once.
+pub struct MemDisk {
+    /// The device's properties.
+    pub info: crate::block::BlockInfo,
+    /// The contents (`info.sectors * info.sector_size` bytes).
+    pub data: Vec<u8>,
+    /// The next write fails with an I/O error when set (then clears).
+    pub fail_next_write: bool,
+    queued: std::collections::VecDeque<(u64, crate::block::Request)>,
+    done: std::collections::VecDeque<crate::block::Completion>,
+    stats: crate::block::BlockStats,
+}
+
+impl MemDisk {
+    /// A zeroed, writable disk of `sectors` sectors of `sector_size` bytes.
+    pub fn new(sector_size: u32, sectors: u64) -> MemDisk {
+        MemDisk {
+            info: crate::block::BlockInfo {
+                sector_size,
+                sectors,
+                read_only: false,
+                max_request_bytes: 64 * 1024,
+                max_in_flight: 4,
+                cache: crate::block::CacheMode::Volatile,
+            },
+            data: std::vec![0; (sectors * u64::from(sector_size)) as usize],
+            fail_next_write: false,
+            queued: Default::default(),
+            done: Default::default(),
+            stats: Default::default(),
+        }
+    }
+
+    fn run(&mut self, tag: u64, req: crate::block::Request) -> crate::block::Completion {
+        use crate::block::{BlockError, Request};
+        let ss = u64::from(self.info.sector_size);
+        let result = match req {
+            Request::Flush if self.info.read_only => Err(BlockError::ReadOnly),
+            Request::Flush => {
+                self.stats.flushes += 1;
+                Ok(Vec::new())
+            }
+            Request::Read { sector, mut buf } => {
+                self.info.check(sector, buf.len(), false).map(|()| {
+                    let at = (sector * ss) as usize;
+                    let n = buf.len();
+                    buf.copy_from_slice(&self.data[at..at + n]);
+                    self.stats.reads += 1;
+                    buf
+                })
+            }
+            Request::Write { sector, buf } => {
+                let info = self.info;
+                info.check(sector, buf.len(), true).and_then(|()| {
+                    if core::mem::take(&mut self.fail_next_write) {
+                        return Err(BlockError::Io);
+                    }
+                    let at = (sector * ss) as usize;
+                    self.data[at..at + buf.len()].copy_from_slice(&buf);
+                    self.stats.writes += 1;
+                    Ok(buf)
+                })
+            }
+        };
+        crate::block::Completion { tag, result }
+    }
+}
+
+impl crate::block::BlockDevice for MemDisk {
+    fn info(&self) -> crate::block::BlockInfo {
+        self.info
+    }
+    fn submit(&mut self, tag: u64, req: crate::block::Request) -> crate::block::Submitted {
+        if self.queued.len() >= self.info.max_in_flight {
+            return crate::block::Submitted::Busy(req);
+        }
+        self.queued.push_back((tag, req));
+        crate::block::Submitted::Queued
+    }
+    fn complete(&mut self) -> Option<crate::block::Completion> {
+        self.done.pop_front()
+    }
+    fn service(&mut self) {
+        while let Some((tag, req)) = self.queued.pop_front() {
+            let c = self.run(tag, req);
+            self.done.push_back(c);
+        }
+    }
+    fn stats(&self) -> crate::block::BlockStats {
+        self.stats
+    }
+    fn describe(&self) -> String {
+        std::format!("memory disk, {} sectors", self.info.sectors)
+    }
 }

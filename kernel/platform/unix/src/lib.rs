@@ -61,6 +61,13 @@ impl Platform for Unix {
     const NAME: &'static str = "unix";
     type Net = tap::TapDevice;
     type Sockets = sockets::Host;
+    type Block = fata_hal::block::NoBlock;
+
+    fn open_block(name: &str) -> Result<(Self::Block, Events), fata_hal::block::OpenError> {
+        Err(fata_hal::block::OpenError::NotFound(format!(
+            "`{name}`: this platform has no disk backend yet"
+        )))
+    }
 
     /// Opens the TAP device `name` (`service0`, the hypervisor's first NIC, does not exist
     /// in a process: the runtime asks for a TAP device by name, `net=tap:NAME`).
