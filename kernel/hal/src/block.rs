@@ -83,7 +83,7 @@ impl BlockInfo {
     /// device. Every driver calls this before it touches the device.
     pub fn check(&self, sector: u64, len: usize, write: bool) -> Result<(), BlockError> {
         let ss = self.sector_size as usize;
-        if len == 0 || ss == 0 || len % ss != 0 {
+        if len == 0 || ss == 0 || !len.is_multiple_of(ss) {
             return Err(BlockError::Misaligned {
                 len,
                 sector_size: self.sector_size,
