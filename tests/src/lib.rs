@@ -5,6 +5,8 @@
 
 pub use xtask::client;
 
+pub mod nbd;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
