@@ -16,11 +16,14 @@
 
 extern crate alloc;
 
+pub mod block;
 pub mod config;
 pub mod console;
 mod executor;
 #[allow(unsafe_code)]
 pub mod heap;
+#[cfg(feature = "kv")]
+pub mod kv;
 mod logger;
 #[cfg(feature = "net")]
 pub mod net;

@@ -140,6 +140,8 @@ where
         }
         NET.0.call_once(|| net);
     }
+    #[cfg(feature = "kv")]
+    crate::kv::set_keys(loaded.kv.clone());
     let app: &'static C = Box::leak(Box::new(loaded.app));
     let code = match exec.block_on::<Plat, _>(main(Runtime { config: app })) {
         Ok(out) => out.report(),

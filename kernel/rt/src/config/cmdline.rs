@@ -137,6 +137,9 @@ pub(crate) struct Loaded<C> {
     /// The network keys (images built with networking).
     #[cfg(feature = "net")]
     pub(crate) net: crate::net::NetKeys,
+    /// The store's keys (images built with the store).
+    #[cfg(feature = "kv")]
+    pub(crate) kv: crate::kv::KvKeys,
     /// The application's keys.
     pub(crate) app: C,
     /// Keys set on the command line (the others are at their defaults).
@@ -150,6 +153,8 @@ impl<C: Config> Loaded<C> {
             &self.runtime as &dyn KeySet,
             #[cfg(feature = "net")]
             &self.net,
+            #[cfg(feature = "kv")]
+            &self.kv,
             &self.app,
         ]
     }
@@ -214,6 +219,8 @@ pub(crate) fn load<C: Config>(
         runtime: RuntimeConfig::defaults(),
         #[cfg(feature = "net")]
         net: crate::net::NetKeys::defaults(),
+        #[cfg(feature = "kv")]
+        kv: crate::kv::KvKeys::defaults(),
         app: C::defaults(),
         set: Vec::new(),
     };
@@ -221,6 +228,8 @@ pub(crate) fn load<C: Config>(
         &mut l.runtime as &mut dyn KeySet,
         #[cfg(feature = "net")]
         &mut l.net,
+        #[cfg(feature = "kv")]
+        &mut l.kv,
         &mut l.app,
     ];
     let set = apply(cmdline, platform_arg, &mut sets)?;

@@ -16,6 +16,8 @@ pub(crate) fn write_help<C: Config>(out: &mut dyn Write) -> fmt::Result {
         runtime: RuntimeConfig::defaults(),
         #[cfg(feature = "net")]
         net: crate::net::NetKeys::defaults(),
+        #[cfg(feature = "kv")]
+        kv: crate::kv::KvKeys::defaults(),
         app: C::defaults(),
         set: Vec::new(),
     };
