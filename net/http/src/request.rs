@@ -44,7 +44,13 @@ pub enum Method {
     Get,
     /// `HEAD`: the headers of a `GET`, without the body.
     Head,
-    /// Any other syntactically valid method (`POST`, `OPTIONS`, ...): answered with 405.
+    /// `PUT`.
+    Put,
+    /// `DELETE`.
+    Delete,
+    /// `POST`.
+    Post,
+    /// Any other syntactically valid method (`OPTIONS`, `PATCH`, ...).
     Other,
 }
 
@@ -57,6 +63,9 @@ pub struct Request<'a> {
     /// asterisk-form `*` of `OPTIONS *`. Absolute-form targets (`http://host/x`) are reduced to
     /// their path. Still percent-encoded: [`Site::lookup`](crate::Site::lookup) decodes it.
     pub path: &'a str,
+    /// The query string after `?` (without the fragment), still percent-encoded; empty if
+    /// there is none.
+    pub query: &'a str,
     /// Whether the connection stays open after the response: HTTP/1.1 unless
     /// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
     pub keep_alive: bool,
@@ -151,9 +160,15 @@ pub fn parse_request<'a>(
     let method = match method_name {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "POST" => Method::Post,
         _ => Method::Other,
     };
     let path = target_path(target, method_name == "OPTIONS").ok_or(ParseError::Malformed)?;
+    let query = target
+        .split_once('?')
+        .map_or("", |(_, q)| q.split_once('#').map_or(q, |(q, _)| q));
 
     let mut close = false;
     let mut keep_alive_token = false;
@@ -201,6 +216,7 @@ pub fn parse_request<'a>(
     let request = Request {
         method,
         path,
+        query,
         keep_alive,
         if_none_match,
         content_length,
@@ -327,7 +343,7 @@ mod tests {
     fn body_follows_head_and_is_reported_by_content_length() {
         let raw = b"POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: h\r\n\r\n";
         let (req, n) = complete(raw);
-        assert_eq!((req.method, req.content_length), (Method::Other, 5));
+        assert_eq!((req.method, req.content_length), (Method::Post, 5));
         assert_eq!(&raw[n..n + 5], b"hello");
         let (next, _) = complete(&raw[n + 5..]);
         assert_eq!(next.path, "/");
@@ -372,6 +388,9 @@ mod tests {
             "/a/b.html"
         );
         assert_eq!(complete(b"GET /?q HTTP/1.1\r\nHost: h\r\n\r\n").0.path, "/");
+        let r = complete(b"GET /kv?prefix=a&limit=2#f HTTP/1.1\r\nHost: h\r\n\r\n").0;
+        assert_eq!((r.path, r.query), ("/kv", "prefix=a&limit=2"));
+        assert_eq!(complete(b"GET /kv HTTP/1.1\r\nHost: h\r\n\r\n").0.query, "");
         assert_eq!(
             complete(b"GET /p#frag HTTP/1.1\r\nHost: h\r\n\r\n").0.path,
             "/p"
@@ -417,10 +436,17 @@ mod tests {
     }
 
     #[test]
-    fn methods_other_than_get_and_head_are_other() {
-        for method in ["POST", "PUT", "DELETE", "OPTIONS", "get", "PATCH"] {
-            let raw = alloc::format!("{method} / HTTP/1.1\r\nHost: h\r\n\r\n");
-            assert_eq!(complete(raw.as_bytes()).0.method, Method::Other, "{method}");
+    fn methods_are_told_apart_and_unknown_ones_are_other() {
+        for (name, method) in [
+            ("POST", Method::Post),
+            ("PUT", Method::Put),
+            ("DELETE", Method::Delete),
+            ("OPTIONS", Method::Other),
+            ("get", Method::Other),
+            ("PATCH", Method::Other),
+        ] {
+            let raw = alloc::format!("{name} / HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert_eq!(complete(raw.as_bytes()).0.method, method, "{name}");
         }
     }
 

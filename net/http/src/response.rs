@@ -177,7 +177,7 @@ pub fn if_none_match_matches(header: &str, etag: &str) -> bool {
 pub fn respond_static<'a>(site: &'a Site, req: &Request<'_>) -> Response<'a> {
     let head_only = req.method == Method::Head;
     let keep_alive = req.keep_alive;
-    if req.method == Method::Other {
+    if !matches!(req.method, Method::Get | Method::Head) {
         return Response {
             allow: Some(ALLOWED_METHODS),
             keep_alive,
@@ -302,6 +302,7 @@ mod tests {
         Request {
             method: Method::Get,
             path,
+            query: "",
             keep_alive: true,
             if_none_match: None,
             content_length: 0,
