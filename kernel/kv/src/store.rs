@@ -486,6 +486,11 @@ impl<D: Disk> Store<D> {
         }
     }
 
+    /// Whether `key` has a value (from the index: no disk read).
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.inner.state.borrow().index.contains_key(key)
+    }
+
     /// Sets `key` to `value`; returns once it is durable.
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), Error> {
         self.commit(&[(key, Some(value))]).await

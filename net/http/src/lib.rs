@@ -38,5 +38,5 @@ pub use response::{
     Response, Served, error_response, if_none_match_matches, reason_phrase, respond_static, serve,
     timeout_response,
 };
-pub use site::{File, Site};
+pub use site::{File, Site, percent_decode};
 pub use timer::{Limit, RequestTimer};

@@ -56,27 +56,34 @@ impl Site {
     }
 }
 
+/// Percent-decodes `s` (`%41` is `A`; `+` stays `+`); `None` for a `%` not followed by two
+/// hex digits.
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(if b == b'%' {
+            let high = hex_value(bytes.next()?)?;
+            let low = hex_value(bytes.next()?)?;
+            (high << 4) | low
+        } else {
+            b
+        });
+    }
+    Some(out)
+}
+
 /// Percent-decodes `path` and checks it is a safe absolute path; `None` if refused.
 fn decode_path(path: &str) -> Option<Vec<u8>> {
     let raw = path.as_bytes();
     if raw.first() != Some(&b'/') || raw.len() > MAX_PATH {
         return None;
     }
-    let mut out = Vec::with_capacity(raw.len() + "index.html".len());
-    let mut bytes = raw.iter();
-    while let Some(&b) = bytes.next() {
-        let decoded = if b == b'%' {
-            let high = hex_value(*bytes.next()?)?;
-            let low = hex_value(*bytes.next()?)?;
-            (high << 4) | low
-        } else {
-            b
-        };
-        if decoded < 0x20 || decoded == 0x7f || decoded == b'\\' {
-            return None;
-        }
-        out.push(decoded);
+    let mut out = percent_decode(path)?;
+    if out.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'\\') {
+        return None;
     }
+    out.reserve("index.html".len());
     if out
         .split(|&b| b == b'/')
         .any(|segment| segment == b"." || segment == b"..")
