@@ -6,7 +6,7 @@
 //! - [`build`] builds an example for a target and checks the linked image ([`elfcheck`]);
 //! - [`qemu`] and [`runner`] start an image (QEMU for hypervisor targets, a process for
 //!   `unix`), capture its console with timestamps, bound it with a timeout and decode the
-//!   exit status;
+//!   exit status; [`disk`] attaches disk images to it (`--disk`);
 //! - [`check`] tells whether an application can run on each target; it reads cargo's JSON
 //!   messages with [`cargo_message`] (on [`json`]) and the symbols of rlibs with [`symbols`];
 //! - every external command is echoed before it runs ([`cmd::echo`]).
@@ -23,6 +23,7 @@ pub mod cleanup;
 pub mod client;
 pub mod cmd;
 pub mod compare;
+pub mod disk;
 pub mod elfcheck;
 pub mod json;
 pub mod lint;

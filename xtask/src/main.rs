@@ -39,6 +39,15 @@ options:
                         networking, no root needed; repeatable)
   --tap NAME            plug the network card into the existing TAP device NAME instead
   --nic PROP=VALUE      extra network card property (e.g. rx_queue_size=1024; repeatable)
+  --disk PATH[:SIZE][:ro][:cache=MODE]
+                        attach the raw image (or block device) PATH as the next disk: disk0,
+                        disk1, ... in the order given (repeatable). virtio: a virtio-blk device
+                        (after the network card); unix: the boot argument diskN=PATH.
+                        SIZE (512K, 64M, 1G or bytes, whole 512-byte sectors) creates a
+                        missing PATH as a sparse file; an existing file must already have that
+                        size (it is never resized). ro: read-only. cache=MODE: QEMU's host
+                        cache, writeback (default), none, writethrough, directsync or unsafe
+                        (virtio only). Example: --disk data.img:64M --disk seed.img:ro
   -- ARGS...            boot arguments, e.g. -- name=you log=debug
 ";
 
@@ -58,6 +67,7 @@ struct Cli {
     verbose: bool,
     tap: Option<String>,
     nic: Vec<String>,
+    disks: Vec<xtask::disk::DiskSpec>,
     args: Vec<String>,
 }
 
@@ -79,6 +89,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
         verbose: false,
         tap: None,
         nic: Vec::new(),
+        disks: Vec::new(),
         args: Vec::new(),
     };
     let mut example_given = false;
@@ -118,6 +129,9 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
             "--verbose" | "-v" => cli.verbose = true,
             "--only" => cli.only = Some(value("--only")?),
             "--nic" => cli.nic.push(value("--nic")?),
+            "--disk" => cli
+                .disks
+                .push(xtask::disk::DiskSpec::parse(&value("--disk")?)?),
             "--" => {
                 cli.args = it.by_ref().collect();
                 break;
@@ -153,12 +167,15 @@ fn do_run(cli: &Cli, require_success: bool) -> Result<ExitCode> {
     if cli.target == Target::Virtio {
         xtask::qemu::find()?;
     }
-    let img = do_build(cli)?;
     let mut opts = BootOpts {
         args: cli.args.clone(),
         echo: true,
+        disks: cli.disks.clone(),
         ..Default::default()
     };
+    // Bad disks fail before the build.
+    xtask::runner::prepare_disks(&opts, cli.target)?;
+    let img = do_build(cli)?;
     opts.qemu.machine = cli.machine;
     opts.qemu.memory_mib = cli.memory;
     opts.qemu.nic_props = cli.nic.clone();

@@ -98,8 +98,14 @@ pub fn find_in(path: impl AsRef<std::ffi::OsStr>) -> Result<PathBuf> {
     })
 }
 
-/// The command that boots `image` with `cmdline`.
-pub fn command(image: &Path, cmdline: &str, o: &QemuOpts) -> Result<Command> {
+/// The command that boots `image` with `cmdline` and `disks` (prepared already:
+/// [`crate::disk::prepare_all`]), which follow the network card in order.
+pub fn command(
+    image: &Path,
+    cmdline: &str,
+    o: &QemuOpts,
+    disks: &[crate::disk::DiskSpec],
+) -> Result<Command> {
     let mut c = Command::new(find()?);
     let machine = o.machine_args.as_deref().unwrap_or(o.machine.qemu_arg());
     c.args(["-M", machine, "-accel", "tcg", "-cpu", "max"])
@@ -136,6 +142,7 @@ pub fn command(image: &Path, cmdline: &str, o: &QemuOpts) -> Result<Command> {
         }
         c.args(["-netdev", &backend, "-device", &nic]);
     }
+    c.args(crate::disk::qemu_args(disks, o.machine));
     c.args(&o.extra);
     if o.debug_exit {
         c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);

@@ -90,6 +90,10 @@ pub struct BootOpts {
     pub echo: bool,
     /// Run inside this network namespace (`ip netns exec`), e.g. to reach a TAP device there.
     pub netns: Option<String>,
+    /// Disks, attached as `disk0`, `disk1`, ... in this order: virtio-blk devices on QEMU,
+    /// `diskN=PATH` boot arguments on unix. A missing image with a size is created (sparse)
+    /// by [`boot`].
+    pub disks: Vec<crate::disk::DiskSpec>,
 }
 
 /// Joins boot arguments into one command line, double-quoting values with spaces or quotes.
@@ -108,16 +112,34 @@ pub fn cmdline(args: &[String]) -> String {
         .join(" ")
 }
 
+/// Makes the disks of `opts` ready for `target` ([`crate::disk::prepare_all`]: a missing image
+/// with a size is created) and refuses boot arguments that name disks besides them. [`boot`]
+/// does this; call it first to fail before a long build.
+pub fn prepare_disks(opts: &BootOpts, target: Target) -> Result<()> {
+    if let Some(a) = opts.args.iter().find(|a| crate::disk::is_disk_arg(a))
+        && !opts.disks.is_empty()
+    {
+        return Err(Error(format!(
+            "the boot argument `{a}` names a disk, and so does --disk; attach disks with --disk only"
+        )));
+    }
+    crate::disk::prepare_all(&opts.disks, target)
+}
+
 /// Starts `image`.
 pub fn boot(image: &Image, opts: &BootOpts) -> Result<Running> {
+    if image.target == Target::Virtio {
+        qemu::check_memory(&image.path, opts.qemu.memory_mib)?;
+    }
+    prepare_disks(opts, image.target)?;
     let mut c = match image.target {
         Target::Virtio => {
-            qemu::check_memory(&image.path, opts.qemu.memory_mib)?;
-            qemu::command(&image.path, &cmdline(&opts.args), &opts.qemu)?
+            qemu::command(&image.path, &cmdline(&opts.args), &opts.qemu, &opts.disks)?
         }
         Target::Unix => {
             let mut c = Command::new(&image.path);
-            c.args(&opts.args);
+            c.args(&opts.args)
+                .args(crate::disk::unix_args(&opts.disks)?);
             c
         }
     };
@@ -288,5 +310,24 @@ mod tests {
             "e=".into(),
         ];
         assert_eq!(cmdline(&a), r#"name="big world" x=1 q="a\"b" e="""#);
+    }
+
+    #[test]
+    fn disk_boot_arguments_beside_disks_are_refused_before_anything_is_created() {
+        let path = std::env::temp_dir().join(format!("xtask-runner-{}.img", std::process::id()));
+        let opts = BootOpts {
+            args: vec!["disk0=/other.img".into()],
+            disks: vec![crate::disk::DiskSpec::sized(&path, 1 << 20)],
+            ..Default::default()
+        };
+        let e = prepare_disks(&opts, Target::Unix).unwrap_err().0;
+        assert!(e.contains("`disk0=/other.img` names a disk"), "{e}");
+        assert!(!path.exists());
+        // Without --disk, the argument is the user's business.
+        let alone = BootOpts {
+            args: vec!["disk0=/other.img".into()],
+            ..Default::default()
+        };
+        prepare_disks(&alone, Target::Unix).unwrap();
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Console: standard output. Clocks: `clock_gettime` (through `std::time`). `wait`: `ppoll`
 //! with a nanosecond timeout (file descriptors of devices join the poll set as devices are
-//! added). Exit: `process::exit`. Boot command line: the process arguments.
+//! added). Exit: `process::exit`. Boot command line: the process arguments. Network: a TAP
+//! device ([`tap`]) or the host's sockets ([`sockets`]). Disks: files or host block devices
+//! named by the boot arguments `diskN=PATH` ([`disk`]).
 //!
 //! The application crate is `#![no_main]`; this crate defines the C `main` that glibc's start
 //! code calls, and hands the arguments to the application's `__fata_start`.
@@ -18,6 +20,7 @@ use fata_hal::BootInfo;
 use fata_hal::{Events, ExitCode, Nanos, Platform};
 use std::sync::Mutex;
 
+pub mod disk;
 #[cfg(not(test))]
 #[allow(unsafe_code)]
 mod entry;
@@ -61,12 +64,16 @@ impl Platform for Unix {
     const NAME: &'static str = "unix";
     type Net = tap::TapDevice;
     type Sockets = sockets::Host;
-    type Block = fata_hal::block::NoBlock;
+    type Block = disk::FileDisk;
 
+    /// Opens `diskN`, the file or block device named by the boot argument `diskN=PATH`.
     fn open_block(name: &str) -> Result<(Self::Block, Events), fata_hal::block::OpenError> {
-        Err(fata_hal::block::OpenError::NotFound(format!(
-            "`{name}`: this platform has no disk backend yet"
-        )))
+        disk::open_named(name, disk::boot_args()).map(|d| (d, Events(disk::DISK_EVENT)))
+    }
+
+    /// The disks' keys (`diskN=PATH`, `diskN_ro=BOOL`).
+    fn is_platform_arg(key: &str) -> bool {
+        disk::is_disk_key(key)
     }
 
     /// Opens the TAP device `name` (`service0`, the hypervisor's first NIC, does not exist
@@ -193,7 +200,7 @@ fn start_process() -> BootInfo {
     let args: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|a| match a.into_string() {
-            Ok(s) => quote_arg(&s),
+            Ok(s) => s,
             Err(a) => {
                 Unix::console_write(
                     format!("fata: cannot boot: argument {a:?} is not UTF-8\n").as_bytes(),
@@ -202,7 +209,10 @@ fn start_process() -> BootInfo {
             }
         })
         .collect();
-    let cmdline: &'static str = Box::leak(args.join(" ").into_boxed_str());
+    // The disks' paths as given, before quoting for the command line.
+    disk::capture_args(&args);
+    let quoted: Vec<String> = args.iter().map(|a| quote_arg(a)).collect();
+    let cmdline: &'static str = Box::leak(quoted.join(" ").into_boxed_str());
     BootInfo::hosted(cmdline)
 }
 

@@ -1,5 +1,6 @@
 //! The Linux system calls this platform makes through `libc` because `std` has no wrapper
-//! for them: `ppoll` for `wait`, and `TUNSETIFF` / `O_NONBLOCK` for the TAP device.
+//! for them: `ppoll` for `wait`, `TUNSETIFF` / `O_NONBLOCK` for the TAP device, and for disks
+//! the locks (`flock`, `F_OFD_SETLK`) and a block device's sector size (`BLKSSZGET`).
 //!
 //! Calling C is `unsafe`, so this module is allowed `unsafe` code; each function here wraps
 //! one call with the pointers it needs built from safe values, so callers stay safe code.
@@ -52,4 +53,76 @@ pub(crate) fn set_nonblocking(fd: RawFd) {
         let fl = libc::fcntl(fd, libc::F_GETFL);
         libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
     }
+}
+
+/// Takes a BSD lock (`flock`) on the whole file of `fd` without waiting: exclusive for a
+/// writer, shared for a reader. `EWOULDBLOCK` means another open file holds a conflicting one.
+pub(crate) fn flock_nonblocking(fd: RawFd, exclusive: bool) -> std::io::Result<()> {
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    // SAFETY: `flock` takes no pointers; it only changes the lock held through the caller's
+    // descriptor.
+    let r = unsafe { libc::flock(fd, op | libc::LOCK_NB) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes an open-file-description record lock (`F_OFD_SETLK`) on `len` bytes of the file of
+/// `fd` from byte `start` (`len` 0: to the end, however far the file grows), without waiting:
+/// a write lock (needs `fd` open for writing) or a read lock. These are the locks QEMU takes
+/// on its images. `EAGAIN`/`EACCES` mean a conflicting lock is held through another open file.
+pub(crate) fn ofd_lock(fd: RawFd, write: bool, start: i64, len: i64) -> std::io::Result<()> {
+    let mut fl = ofd_range(
+        if write { libc::F_WRLCK } else { libc::F_RDLCK },
+        start,
+        len,
+    );
+    // SAFETY: F_OFD_SETLK reads the `flock` structure, which lives until the call returns;
+    // the descriptor is the caller's.
+    let r = unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &mut fl as *mut libc::flock) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether another open file holds any record lock on `len` bytes from `start` of the file of
+/// `fd` (`F_OFD_GETLK` for a write lock; locks held through `fd` itself do not count).
+pub(crate) fn ofd_locked_by_others(fd: RawFd, start: i64, len: i64) -> std::io::Result<bool> {
+    let mut fl = ofd_range(libc::F_WRLCK, start, len);
+    // SAFETY: F_OFD_GETLK reads and rewrites the `flock` structure, which lives until the call
+    // returns; the descriptor is the caller's.
+    let r = unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut fl as *mut libc::flock) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(i32::from(fl.l_type) != libc::F_UNLCK)
+}
+
+fn ofd_range(kind: libc::c_int, start: i64, len: i64) -> libc::flock {
+    // SAFETY: `flock` is plain old data; all-zero is a valid value (pid 0, as OFD locks
+    // require).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start as libc::off_t;
+    fl.l_len = len as libc::off_t;
+    fl
+}
+
+/// The logical sector size of the block device `fd` (`BLKSSZGET`).
+pub(crate) fn logical_sector_size(fd: RawFd) -> std::io::Result<u32> {
+    let mut size: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one `int` through the pointer, which points to `size` for the
+    // duration of the call; the descriptor is the caller's.
+    let r = unsafe { libc::ioctl(fd, libc::BLKSSZGET, &mut size as *mut libc::c_int) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    u32::try_from(size).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))
 }
