@@ -5,6 +5,7 @@
 
 pub use xtask::client;
 
+pub mod kv;
 pub mod nbd;
 
 use std::collections::HashMap;
@@ -119,10 +120,24 @@ pub fn boot_user_net_with(
     nic: &[&str],
     qemu_extra: &[&str],
 ) -> NetVm {
+    boot_user_net_disks(example, machine, guest_port, args, nic, qemu_extra, &[])
+}
+
+/// [`boot_user_net_with`] with disks attached (`disk0`, `disk1`, ...).
+pub fn boot_user_net_disks(
+    example: &str,
+    machine: Machine,
+    guest_port: u16,
+    args: &[&str],
+    nic: &[&str],
+    qemu_extra: &[&str],
+    disks: &[xtask::disk::DiskSpec],
+) -> NetVm {
     let img = image(Target::Virtio, example);
     let host = free_port();
     let mut opts = BootOpts {
         args: args.iter().map(|s| s.to_string()).collect(),
+        disks: disks.to_vec(),
         ..Default::default()
     };
     opts.qemu.machine = machine;

@@ -55,13 +55,30 @@ impl HttpConn {
         path: &str,
         extra: &[&str],
     ) -> std::io::Result<HttpResponse> {
+        self.request_with_body(method, path, extra, None)
+    }
+
+    /// Sends `method path` with extra header lines and, if given, a body (with its
+    /// `Content-Length`), and reads the response.
+    pub fn request_with_body(
+        &mut self,
+        method: &str,
+        path: &str,
+        extra: &[&str],
+        body: Option<&[u8]>,
+    ) -> std::io::Result<HttpResponse> {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: fata\r\n");
         for h in extra {
             req.push_str(h);
             req.push_str("\r\n");
         }
+        if let Some(b) = body {
+            req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+        }
         req.push_str("\r\n");
-        self.s.write_all(req.as_bytes())?;
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body.unwrap_or_default());
+        self.s.write_all(&bytes)?;
         self.read_response(method == "HEAD")
     }
 
