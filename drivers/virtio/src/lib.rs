@@ -1,5 +1,5 @@
 //! virtio drivers: the transports (virtio-mmio v1/v2, virtio-pci modern and legacy), the split
-//! virtqueue, and the network device.
+//! virtqueue (single buffers and descriptor chains), the network device and the block device.
 //!
 //! Driver layer: depends on the HAL and never on the TCP/IP stack or the runtime. Everything
 //! the device writes (used-ring entries, lengths, indices, configuration) is checked before it
@@ -14,6 +14,7 @@
 
 extern crate alloc;
 
+pub mod blk;
 #[allow(unsafe_code)]
 pub mod dma;
 pub mod mmio;

@@ -4,7 +4,7 @@
 //! Devices are found from `virtio_mmio.device=<size>@<addr>:<irq>` boot arguments (what QEMU
 //! and Firecracker put on the command line) — see [`parse_cmdline_device`].
 
-use crate::queue::Queue;
+use crate::queue::Ring;
 use crate::regs::Mmio;
 use crate::transport::{InitError, Transport};
 use core::fmt;
@@ -160,10 +160,15 @@ impl Transport for MmioTransport {
         true
     }
 
-    fn setup_queue(&mut self, q: u16, queue: &Queue) -> Result<(), InitError> {
-        let (desc, avail, used) = queue.addresses();
+    fn setup_queue(&mut self, q: u16, ring: &Ring) -> Result<(), InitError> {
+        let Ring {
+            size,
+            desc,
+            avail,
+            used,
+        } = *ring;
         self.regs.write32(QUEUE_SEL, u32::from(q));
-        self.regs.write32(QUEUE_NUM, u32::from(queue.size()));
+        self.regs.write32(QUEUE_NUM, u32::from(size));
         if self.version == 1 {
             let pfn =
                 u32::try_from(desc >> LEGACY_PAGE_SHIFT).map_err(|_| InitError::QueueAddress)?;
@@ -194,10 +199,20 @@ impl Transport for MmioTransport {
     }
 
     fn config_u8(&mut self, off: usize) -> u8 {
-        if self.regs.fits(CONFIG + off, 1) {
+        if CONFIG
+            .checked_add(off)
+            .is_some_and(|at| self.regs.fits(at, 1))
+        {
             self.regs.read8(CONFIG + off)
         } else {
             0
+        }
+    }
+
+    fn config_u32(&mut self, off: usize) -> u32 {
+        match CONFIG.checked_add(off) {
+            Some(at) if self.regs.fits(at, 4) => self.regs.read32(at),
+            _ => 0,
         }
     }
 }

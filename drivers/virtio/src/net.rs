@@ -407,7 +407,7 @@ mod tests {
         fn queue_size_settable(&self) -> bool {
             true
         }
-        fn setup_queue(&mut self, _: u16, _: &Queue) -> Result<(), InitError> {
+        fn setup_queue(&mut self, _: u16, _: &crate::queue::Ring) -> Result<(), InitError> {
             Ok(())
         }
         fn notify(&mut self, _: u16) {

@@ -10,7 +10,7 @@
 #[allow(unsafe_code)]
 pub mod config;
 
-use crate::queue::Queue;
+use crate::queue::Ring;
 use crate::regs::{Mmio, Pio};
 use crate::transport::{InitError, Transport};
 pub use config::{Bar, Bdf, scan};
@@ -86,6 +86,13 @@ const VIRTIO_DEVICE_NET_TRANSITIONAL: u16 = 0x1000;
 /// Virtio device type of a network device (`VIRTIO_ID_NET`), a transitional device's
 /// subsystem id.
 const VIRTIO_ID_NET: u16 = 1;
+/// Device id of a modern block device: 0x1040 + `VIRTIO_ID_BLOCK`.
+const VIRTIO_DEVICE_BLK: u16 = 0x1042;
+/// Device id of a transitional block device.
+const VIRTIO_DEVICE_BLK_TRANSITIONAL: u16 = 0x1001;
+/// Virtio device type of a block device (`VIRTIO_ID_BLOCK`), a transitional device's
+/// subsystem id.
+const VIRTIO_ID_BLOCK: u16 = 2;
 
 // A virtio vendor capability (`struct virtio_pci_cap`, §4.1.4), relative to its start. It
 // begins with the generic `cap_vndr` and `cap_next` ([`config::CAP_ID`], [`config::CAP_NEXT`])
@@ -134,11 +141,31 @@ impl PciTransport {
     /// Whether `b` is a virtio network device (modern id 0x1041, or transitional 0x1000 with
     /// subsystem id 1).
     pub fn is_net(b: &Bdf) -> bool {
+        Self::is_type(
+            b,
+            VIRTIO_DEVICE_NET,
+            VIRTIO_DEVICE_NET_TRANSITIONAL,
+            VIRTIO_ID_NET,
+        )
+    }
+
+    /// Whether `b` is a virtio block device (modern id 0x1042, or transitional 0x1001 with
+    /// subsystem id 2).
+    pub fn is_blk(b: &Bdf) -> bool {
+        Self::is_type(
+            b,
+            VIRTIO_DEVICE_BLK,
+            VIRTIO_DEVICE_BLK_TRANSITIONAL,
+            VIRTIO_ID_BLOCK,
+        )
+    }
+
+    /// Whether `b` is the virtio device of type `virtio_id`: its modern PCI device id, or its
+    /// transitional one with the type as subsystem id.
+    fn is_type(b: &Bdf, modern: u16, transitional: u16, virtio_id: u16) -> bool {
         match b.ids() {
-            (VIRTIO_VENDOR, VIRTIO_DEVICE_NET) => true,
-            (VIRTIO_VENDOR, VIRTIO_DEVICE_NET_TRANSITIONAL) => {
-                b.read16(SUBSYSTEM_ID) == VIRTIO_ID_NET
-            }
+            (VIRTIO_VENDOR, id) if id == modern => true,
+            (VIRTIO_VENDOR, id) if id == transitional => b.read16(SUBSYSTEM_ID) == virtio_id,
             _ => false,
         }
     }
@@ -347,12 +374,17 @@ impl Transport for PciTransport {
         self.modern()
     }
 
-    fn setup_queue(&mut self, q: u16, queue: &Queue) -> Result<(), InitError> {
-        let (desc, avail, used) = queue.addresses();
+    fn setup_queue(&mut self, q: u16, ring: &Ring) -> Result<(), InitError> {
+        let Ring {
+            size,
+            desc,
+            avail,
+            used,
+        } = *ring;
         match self {
             PciTransport::Modern { common, msix, .. } => {
                 common.write16(QUEUE_SELECT, q);
-                common.write16(QUEUE_SIZE, queue.size());
+                common.write16(QUEUE_SIZE, size);
                 if *msix {
                     common.write16(QUEUE_MSIX_VECTOR, MSIX_ENTRY);
                 }
@@ -418,7 +450,29 @@ impl Transport for PciTransport {
             }
             PciTransport::Legacy { io, msix, .. } => {
                 let base = if *msix { L_CONFIG_MSIX } else { L_CONFIG };
-                io.read8(base + (off as u16).min(L_CONFIG_MAX))
+                match usize::from(base).checked_add(off) {
+                    Some(at) if at <= usize::from(L_CONFIG_MAX) => io.read8(at as u16),
+                    _ => 0,
+                }
+            }
+        }
+    }
+
+    fn config_u32(&mut self, off: usize) -> u32 {
+        match self {
+            PciTransport::Modern { device, .. } => {
+                if device.fits(off, 4) {
+                    device.read32(off)
+                } else {
+                    0
+                }
+            }
+            PciTransport::Legacy { io, msix, .. } => {
+                let base = if *msix { L_CONFIG_MSIX } else { L_CONFIG };
+                match usize::from(base).checked_add(off) {
+                    Some(at) if at + 4 <= usize::from(L_CONFIG_MAX) + 1 => io.read32(at as u16),
+                    _ => 0,
+                }
             }
         }
     }

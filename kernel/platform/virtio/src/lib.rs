@@ -51,12 +51,10 @@ impl Platform for Virtio {
     const NAME: &'static str = "virtio";
     type Net = fata_virtio::net::VirtioNet;
     type Sockets = fata_hal::sockets::NoSockets;
-    type Block = fata_hal::block::NoBlock;
+    type Block = fata_virtio::blk::VirtioBlk;
 
     fn open_block(name: &str) -> Result<(Self::Block, Events), fata_hal::block::OpenError> {
-        Err(fata_hal::block::OpenError::NotFound(alloc::format!(
-            "`{name}`: this platform has no disk driver yet"
-        )))
+        devices::open_block(name)
     }
 
     fn open_net(name: &str) -> Result<(Self::Net, Events), fata_hal::net::OpenError> {
