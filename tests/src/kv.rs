@@ -86,7 +86,8 @@ impl Kv {
 
 /// Puts `prefix-0`, `prefix-1`, ... (values from [`value_for`]) one after another on one
 /// connection until a request fails, on a thread. `acked` holds the keys whose PUT was answered
-/// 201/204 (durable); `sent` the key whose answer was pending when the stream broke.
+/// 201/204 (durable). The stream ends at a broken connection or a 500/503 (the disk failed
+/// under the server); any other answer is an error.
 pub struct PutStream {
     /// Acknowledged keys, in order.
     pub acked: Arc<Mutex<Vec<String>>>,
@@ -105,6 +106,9 @@ impl PutStream {
                 let key = format!("{prefix}-{i}");
                 match kv.put(&key, &value_for(&key)) {
                     Ok(201 | 204) => a.lock().unwrap().push(key),
+                    // The disk died under the server (a power cut): the write was refused,
+                    // not acknowledged, and the stream ends like a dropped connection.
+                    Ok(500 | 503) => return Ok(()),
                     Ok(s) => return Err(format!("PUT {key}: status {s}")),
                     Err(_) => return Ok(()),
                 }

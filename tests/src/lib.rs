@@ -133,6 +133,20 @@ pub fn boot_user_net_disks(
     qemu_extra: &[&str],
     disks: &[xtask::disk::DiskSpec],
 ) -> NetVm {
+    try_boot_user_net_disks(example, machine, guest_port, args, nic, qemu_extra, disks)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`boot_user_net_disks`], with an image that never becomes ready as an error (its console).
+pub fn try_boot_user_net_disks(
+    example: &str,
+    machine: Machine,
+    guest_port: u16,
+    args: &[&str],
+    nic: &[&str],
+    qemu_extra: &[&str],
+    disks: &[xtask::disk::DiskSpec],
+) -> Result<NetVm, String> {
     let img = image(Target::Virtio, example);
     let host = free_port();
     let mut opts = BootOpts {
@@ -146,18 +160,18 @@ pub fn boot_user_net_disks(
     });
     opts.qemu.nic_props = nic.iter().map(|s| s.to_string()).collect();
     opts.qemu.extra = qemu_extra.iter().map(|s| s.to_string()).collect();
-    let vm = xtask::runner::boot(&img, &opts).unwrap_or_else(|e| panic!("booting {example}: {e}"));
+    let vm = xtask::runner::boot(&img, &opts).map_err(|e| format!("booting {example}: {e}"))?;
     if let Err(e) = vm.wait_for_line(&format!("fata: ready tcp/{guest_port}"), BOOT_TIMEOUT) {
         let out = vm
             .wait(Duration::from_secs(1))
             .map(|o| o.console())
             .unwrap_or_default();
-        panic!("{example} never became ready: {e}\n{out}");
+        return Err(format!("{example} never became ready: {e}\n{out}"));
     }
-    NetVm {
+    Ok(NetVm {
         vm,
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], host)),
-    }
+    })
 }
 
 /// The site directory the http example embeds.

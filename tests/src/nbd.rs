@@ -134,6 +134,9 @@ pub struct NbdConfig {
     pub tear_permille: u16,
     /// When the cache holds more than this, its oldest sector writes are written back.
     pub max_pending_bytes: usize,
+    /// A disk that lies: flushes (and FUA) are acknowledged but make nothing stable. For
+    /// showing that a test can see a missing flush.
+    pub ignore_flush: bool,
 }
 
 impl NbdConfig {
@@ -146,6 +149,7 @@ impl NbdConfig {
             drop_permille: 400,
             tear_permille: 200,
             max_pending_bytes: 256 << 20,
+            ignore_flush: false,
         }
     }
 
@@ -244,6 +248,8 @@ struct Disk {
     /// The newest pending write of each sector.
     latest: HashMap<u64, u64>,
     evicted: u64,
+    /// [`NbdConfig::ignore_flush`].
+    ignore_flush: bool,
 }
 
 impl Disk {
@@ -256,6 +262,7 @@ impl Disk {
             first_seq: 0,
             latest: HashMap::new(),
             evicted: 0,
+            ignore_flush: false,
         }
     }
 
@@ -358,8 +365,11 @@ impl Disk {
         self.stable[at..at + SECTOR].copy_from_slice(&p.data);
     }
 
-    /// Makes every pending write stable, in arrival order.
+    /// Makes every pending write stable, in arrival order (unless the disk lies).
     fn flush(&mut self) {
+        if self.ignore_flush {
+            return;
+        }
         while !self.pending.is_empty() {
             self.write_back_oldest();
         }
@@ -515,7 +525,8 @@ impl NbdServer {
                 return Err(e);
             }
         };
-        let disk = Disk::new(image, config.cache, config.max_pending_bytes);
+        let mut disk = Disk::new(image, config.cache, config.max_pending_bytes);
+        disk.ignore_flush = config.ignore_flush;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 disk,
