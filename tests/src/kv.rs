@@ -4,7 +4,6 @@
 use crate::client::{HttpConn, HttpResponse};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// The value the tests store under `key`: derived from the key, 20 to ~3,000 bytes, so that
 /// records of different sizes cross sector boundaries and a read-back proves the exact bytes.
@@ -146,37 +145,4 @@ pub fn check_keys(addr: SocketAddr, keys: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// A seeded pseudo-random source for the tests' timings (splitmix64).
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// A source seeded from the clock; the seed is printed so a failure can be replayed.
-    pub fn from_time(what: &str) -> Rng {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-        let seed = std::env::var("FATA_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(seed);
-        eprintln!("{what}: seed {seed} (FATA_TEST_SEED={seed} replays it)");
-        Rng(seed)
-    }
-
-    /// The next number.
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A duration between `lo` and `hi`.
-    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
-        let span = (hi - lo).as_millis().max(1) as u64;
-        lo + Duration::from_millis(self.next() % span)
-    }
 }

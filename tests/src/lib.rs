@@ -7,6 +7,7 @@ pub use xtask::client;
 
 pub mod kv;
 pub mod nbd;
+pub mod rng;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

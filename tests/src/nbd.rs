@@ -47,6 +47,7 @@
 //! # drop(disk); let _ = qemu_args;
 //! ```
 
+use crate::rng::Rng;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufReader, Read, Write};
 use std::net::Shutdown;
@@ -207,22 +208,6 @@ pub struct NbdStats {
 
 /// splitmix64: small, deterministic, good enough to pick fates.
 #[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform-enough in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// One sector write waiting in the cache.
 struct Pending {
@@ -432,7 +417,7 @@ fn tear(old: &mut [u8], new: &[u8], rng: &mut Rng) {
         }
         _ => {
             for chunk in old.chunks_mut(8) {
-                let bytes = rng.next().to_le_bytes();
+                let bytes = rng.next_u64().to_le_bytes();
                 chunk.copy_from_slice(&bytes[..chunk.len()]);
             }
         }
