@@ -882,12 +882,20 @@ impl<D: Disk> Committer<D> {
         if let Some(e) = writable(&geo, &self.inner.state.borrow()) {
             return Err(e);
         }
-        let (old, live): (Log, Vec<(Vec<u8>, Loc)>) = {
+        let (old, mut live): (Log, Vec<(Vec<u8>, Loc)>) = {
             let st = self.inner.state.borrow();
             (
                 st.log,
                 st.index.iter().map(|(k, l)| (k.clone(), *l)).collect(),
             )
+        };
+        // In disk order, so the old log is read sequentially in large requests.
+        live.sort_unstable_by_key(|(_, l)| l.off);
+        let mut scan = Scan {
+            disk: &self.inner.disk,
+            geo,
+            at: 0,
+            buf: Vec::new(),
         };
         let generation = old.sb.generation + 1;
         let sb = Superblock {
@@ -918,7 +926,7 @@ impl<D: Disk> Committer<D> {
         let mut keys: Vec<(Vec<u8>, usize, usize)> = Vec::new();
         let mut written = 0u64;
         for (key, loc) in live {
-            let bytes = read_at(&self.inner.disk, &geo, loc.off, loc.len as usize).await?;
+            let bytes = scan.bytes(loc.off, loc.len as usize).await?.to_vec();
             if !decode_op(&bytes).is_some_and(|op| op.key == key && op.len == bytes.len()) {
                 self.inner.state.borrow_mut().stats.corrupt_reads += 1;
                 return Err(Error::Corrupt {
