@@ -3,8 +3,9 @@
 //! disk with a volatile cache (an NBD server in this process), and bad disks and requests.
 #![forbid(unsafe_code)]
 
-use fata_tests::kv::{Kv, PutStream, Rng, check_keys, value_for};
+use fata_tests::kv::{Kv, PutStream, check_keys, value_for};
 use fata_tests::nbd::{NbdConfig, NbdServer};
+use fata_tests::rng::Rng;
 use fata_tests::{
     BOOT_TIMEOUT, BootOpts, Exit, Machine, NetVm, Target, boot_user_net_disks, free_port, image,
     try_boot_user_net_disks,
@@ -227,7 +228,7 @@ fn power_cut_rounds(rounds: usize, lying_disk: bool) -> Result<usize, String> {
         let config = NbdConfig {
             // The format in the first round is kept, so later boots find the store.
             ignore_flush: lying_disk && round > 0,
-            ..NbdConfig::volatile(rng.next())
+            ..NbdConfig::volatile(rng.next_u64())
         };
         let server = NbdServer::start_with(image, config).unwrap();
         let drive = server.qemu_drive_arg("d0");
