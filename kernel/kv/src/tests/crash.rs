@@ -69,10 +69,23 @@ fn run_workload(
     steps: &[Step],
     crash: Option<u64>,
 ) -> (SimDisk, Vec<Model>, usize) {
+    run_failing_workload(sector_size, sectors, steps, crash, None)
+}
+
+/// [`run_workload`], with the write or flush number `fail` (from now) failing with an I/O
+/// error first: the store refuses writes from then on, and the crash comes later.
+fn run_failing_workload(
+    sector_size: u32,
+    sectors: u64,
+    steps: &[Step],
+    crash: Option<u64>,
+    fail: Option<u64>,
+) -> (SimDisk, Vec<Model>, usize) {
     let d = SimDisk::new(sector_size, sectors);
     let (s, mut bg) = open(&d).unwrap();
     let base = d.0.borrow().ops;
     d.0.borrow_mut().crash_at = crash.map(|c| base + c);
+    d.0.borrow_mut().fail_at = fail.map(|c| base + c);
     let mut states = vec![Model::new()];
     let mut acked = 0;
     for step in steps {
@@ -141,8 +154,8 @@ fn random_steps(rng: &mut Rng, n: usize) -> Vec<Step> {
         .collect()
 }
 
-/// Seeded random workloads on small disks (so compaction runs on its own too), a crash at a
-/// random write or flush, then a power cut that keeps any subset of the unflushed sectors, in
+/// Seeded random workloads on small disks (so compaction runs on its own too), sometimes an
+/// I/O error, a crash at a random write or flush, then a power cut that keeps any subset of the unflushed sectors, in
 /// any order, some torn or garbage.
 #[test]
 fn random_workloads_survive_a_power_cut_at_any_point() {
@@ -154,7 +167,9 @@ fn random_workloads_survive_a_power_cut_at_any_point() {
         let n = 1 + rng.below(30) as usize;
         let steps = random_steps(&mut rng, n);
         let crash = 1 + rng.below(80);
-        let (d, states, acked) = run_workload(ss, sectors, &steps, Some(crash));
+        // A quarter of the runs meet an I/O error before the crash.
+        let fail = rng.chance(25).then(|| 1 + rng.below(crash));
+        let (d, states, acked) = run_failing_workload(ss, sectors, &steps, Some(crash), fail);
         compactions += usize::from(d.0.borrow().ops > 2 * steps.len() as u64 + 4);
         let image = d.power_cut(&mut rng);
         check(ss, image, &states, acked, &format!("seed {seed}"));
