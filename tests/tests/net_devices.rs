@@ -64,3 +64,12 @@ fn pci_legacy_with_queue_size_1024_on_pc() {
         "virtio-pci legacy @ 00:02.0 (MSI-X), mac 52:54:00:12:34:56, queues rx 1024",
     );
 }
+
+#[test]
+fn pci_card_without_msix_is_polled_and_echoes() {
+    echo_on(
+        Machine::Pc,
+        &["disable-modern=on", "vectors=0"],
+        "virtio-pci legacy @ 00:02.0 (no MSI-X: polled)",
+    );
+}

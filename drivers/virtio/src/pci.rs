@@ -183,6 +183,13 @@ impl PciTransport {
         Some(PciTransport::Legacy { bdf: b, io, msix })
     }
 
+    /// Whether the device interrupts (through MSI-X); without it the platform must poll it.
+    pub fn interrupts(&self) -> bool {
+        match self {
+            PciTransport::Modern { msix, .. } | PciTransport::Legacy { msix, .. } => *msix,
+        }
+    }
+
     fn modern(b: Bdf, msix: bool) -> Option<PciTransport> {
         let (mut common, mut notify, mut isr, mut device, mut mul) = (None, None, None, None, 0);
         for (id, cap) in b.capabilities() {

@@ -43,6 +43,13 @@ static HEAP_BYTES: AtomicU64 = AtomicU64::new(0);
 static NET_TAKEN: AtomicBool = AtomicBool::new(false);
 /// Bit `n`: `disk<n>` is acquired.
 static DISKS_TAKEN: AtomicU64 = AtomicU64::new(0);
+/// Event bits of devices without an interrupt (no I/O APIC input, no MSI-X): `wait` wakes at
+/// least every millisecond and reports them, so they are polled.
+pub(crate) static POLLED: AtomicU64 = AtomicU64::new(0);
+
+fn poll_slot(slot: u8) {
+    POLLED.fetch_or(1 << slot, Ordering::Relaxed);
+}
 
 /// Remembers what device discovery needs from boot: the command line and the RAM ranges
 /// (a device window claimed inside RAM is refused).
@@ -90,6 +97,7 @@ pub(crate) fn open_net(name: &str) -> Result<(VirtioNet, Events), OpenError> {
                 "no I/O APIC input for IRQ {}: the network device will be polled",
                 d.irq
             );
+            poll_slot(slot);
         }
         return start(Box::new(t), events);
     }
@@ -100,6 +108,9 @@ pub(crate) fn open_net(name: &str) -> Result<(VirtioNet, Events), OpenError> {
                     "virtio-pci device {b} has no usable registers"
                 )));
             };
+            if !t.interrupts() {
+                poll_slot(slot);
+            }
             return start(Box::new(t), events);
         }
     }
@@ -230,11 +241,17 @@ fn start_disk(name: &str, n: usize) -> Result<(VirtioBlk, Events), BlockOpenErro
                     "no I/O APIC input for IRQ {}: {name} will be polled",
                     dev.irq
                 );
+                poll_slot(slot);
             }
             Box::new(t)
         }
         Disk::Pci(b) => match PciTransport::new(b, vector, false) {
-            Some(t) => Box::new(t),
+            Some(t) => {
+                if !t.interrupts() {
+                    poll_slot(slot);
+                }
+                Box::new(t)
+            }
             None => {
                 return Err(BlockOpenError::Failed(format!(
                     "virtio-pci device {b} has no usable registers"

@@ -78,10 +78,18 @@ pub(crate) fn on_interrupt(vector: u8) {
 
 /// Halts until an interrupt or until the monotonic clock reaches `deadline`.
 pub(crate) fn wait(deadline: Option<Nanos>) -> Events {
+    // Devices without an interrupt are looked at every millisecond.
+    let polled = crate::devices::POLLED.load(Ordering::Relaxed);
+    let deadline = if polled != 0 {
+        let next_poll = clock::monotonic_ns().saturating_add(POLL_NS);
+        Some(deadline.map_or(next_poll, |d| d.min(next_poll)))
+    } else {
+        deadline
+    };
     if let Some(d) = deadline {
         let now = clock::monotonic_ns();
         if d <= now {
-            return Events::NONE;
+            return Events(polled);
         }
         let hz = u128::from(TIMER_HZ.load(Ordering::Relaxed));
         // Round up so the timer never fires before the deadline.
@@ -96,5 +104,8 @@ pub(crate) fn wait(deadline: Option<Nanos>) -> Events {
     // Device interrupts (vectors 0x30..0x6f) map to event bits 0..63; the timer is no event.
     const _: () = assert!(crate::devices::DEVICE_VECTOR_BASE == 0x30);
     let devices = (pending[0] >> 48) | (pending[1] << 16);
-    Events(devices)
+    Events(devices | polled)
 }
+
+/// How often devices without an interrupt are polled while the CPU idles.
+const POLL_NS: Nanos = 1_000_000;
