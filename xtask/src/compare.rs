@@ -15,13 +15,16 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 mod limits;
+mod storage;
+
+pub use storage::{KvFigures, kv_load, kv_load_cli};
 
 /// Options of a comparison run.
 #[derive(Clone, Debug, Default)]
 pub struct CompareOpts {
     /// Fewer runs and shorter measurements (a smoke run, not figures to quote).
     pub quick: bool,
-    /// Only this figure group: size, boot, memory, limits, wrk, bulk, hosted.
+    /// Only this figure group: size, boot, memory, limits, wrk, bulk, hosted, storage.
     pub only: Option<String>,
 }
 
@@ -723,10 +726,13 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     let s = prepare()?;
     let want = |g: &str| opts.only.as_deref().is_none_or(|o| o == g);
     if let Some(o) = &opts.only
-        && !["size", "boot", "memory", "limits", "wrk", "bulk", "hosted"].contains(&o.as_str())
+        && ![
+            "size", "boot", "memory", "limits", "wrk", "bulk", "hosted", "storage",
+        ]
+        .contains(&o.as_str())
     {
         bail!(
-            "unknown figure group `{o}`; the groups are: size, boot, memory, limits, wrk, bulk, hosted"
+            "unknown figure group `{o}`; the groups are: size, boot, memory, limits, wrk, bulk, hosted, storage"
         );
     }
     let runs = if opts.quick { 2 } else { 10 };
@@ -765,6 +771,12 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     if want("size") {
         sizes(&s, &mut rows)?;
     }
+    let mut storage_rows = Vec::new();
+    let mut storage_notes = String::new();
+    if want("storage") {
+        let ns = Netns::new("storage", 1500);
+        storage_notes = storage::storage_figures(&s, &ns, opts.quick, &mut storage_rows)?;
+    }
     let mut hosted = Vec::new();
     if want("hosted") {
         let ns = Netns::new("hosted", 1500);
@@ -799,6 +811,18 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
             "\nThe Linux guest printed nothing within 60 s and was started again {retries} time(s) in this run (not counted in the figures)."
         );
     }
+    let storage_table = render(&storage_rows);
+    if !storage_rows.is_empty() {
+        doc.push_str(
+            "\n## Storage: durable key-value commits and the raw disk\n\n\
+             fata's `examples/kv` against the same HTTP API on Linux backed by SQLite and by redb, \
+             and fata's `examples/blkbench` against fio on the raw disk. \
+             `cargo xtask bench --only storage`.\n\n",
+        );
+        doc.push_str(&storage_notes);
+        doc.push('\n');
+        doc.push_str(&storage_table);
+    }
     if !hosted.is_empty() {
         doc.push_str(
             "\n## Hosted: the `unix` build against a small std Rust server\n\n\
@@ -817,6 +841,9 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     std::fs::create_dir_all(out.parent().unwrap())?;
     std::fs::write(&out, &doc)?;
     println!("{table}");
+    if !storage_rows.is_empty() {
+        println!("{storage_notes}\n{storage_table}");
+    }
     if !hosted.is_empty() {
         println!("{hosted_table}");
     }

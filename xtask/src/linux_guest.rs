@@ -189,25 +189,6 @@ fn download(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn shared_libs(binary: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd").arg(binary).output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut libs = Vec::new();
-    for l in text.lines() {
-        let path = match l.split_once("=>") {
-            Some((_, r)) => r.split_whitespace().next(),
-            None => l.split_whitespace().next().filter(|p| p.starts_with('/')),
-        };
-        if let Some(p) = path.filter(|p| p.starts_with('/')) {
-            libs.push(PathBuf::from(p));
-        }
-    }
-    if libs.is_empty() {
-        bail!("ldd found no libraries for {}: {text}", binary.display());
-    }
-    Ok(libs)
-}
-
 /// Downloads (once) and assembles the Linux guest; `page` is served as `/612.html` and `/`.
 pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
     let base = crate::root().join("target/bench/linux");
@@ -221,30 +202,8 @@ pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
             cmd::run(&mut c, "unpacking a Debian package")?;
         }
     }
-    let kernel = std::fs::read_dir(root.join("boot"))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .ok_or_else(|| Error("the kernel package has no vmlinuz".into()))?;
-    let kver = kernel
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .trim_start_matches("vmlinuz-")
-        .to_string();
-    let moddir = root.join("lib/modules").join(&kver).join("kernel");
-    let mut modules = BTreeMap::new();
-    for m in MODULES {
-        let found = walk(&moddir).into_iter().find(|p| {
-            p.file_name()
-                .is_some_and(|n| n == format!("{m}.ko").as_str())
-        });
-        let p = found.ok_or_else(|| Error(format!("module {m}.ko not in the kernel package")))?;
-        modules.insert(m, std::fs::read(p)?);
-    }
+    let (kernel, kver) = kernel_of(&root)?;
+    let modules = modules_of(&root, &kver, &MODULES)?;
 
     let mut c = Cpio::new();
     for d in [
@@ -283,19 +242,7 @@ pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
     let nginx = root.join("usr/sbin/nginx");
     c.file("usr/sbin/nginx", true, &std::fs::read(&nginx)?);
     c.symlink("bin/nginx", "/usr/sbin/nginx");
-    for lib in shared_libs(&nginx)? {
-        let real = std::fs::canonicalize(&lib)?;
-        let name = lib.to_string_lossy().trim_start_matches('/').to_string();
-        let name = if name.starts_with("lib64/") {
-            name
-        } else {
-            format!(
-                "lib/x86_64-linux-gnu/{}",
-                lib.file_name().unwrap().to_string_lossy()
-            )
-        };
-        c.file(&name, true, &std::fs::read(real)?);
-    }
+    add_libs(&mut c, &shared_libs_in(&nginx, &[])?)?;
     c.file("etc/nginx.conf", false, NGINX_CONF.as_bytes());
     c.file(
         "etc/passwd",
@@ -325,6 +272,44 @@ pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
     })
 }
 
+/// The kernel image in the unpacked packages under `root`, and its version.
+fn kernel_of(root: &Path) -> Result<(PathBuf, String)> {
+    let kernel = std::fs::read_dir(root.join("boot"))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .ok_or_else(|| Error("the kernel package has no vmlinuz".into()))?;
+    let kver = kernel
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("vmlinuz-")
+        .to_string();
+    Ok((kernel, kver))
+}
+
+/// The modules `names` of kernel `kver` (unpacked under `root`), by name.
+fn modules_of<'a>(
+    root: &Path,
+    kver: &str,
+    names: &[&'a str],
+) -> Result<BTreeMap<&'a str, Vec<u8>>> {
+    let files = walk(&root.join("lib/modules").join(kver).join("kernel"));
+    let mut modules = BTreeMap::new();
+    for &m in names {
+        let found = files.iter().find(|p| {
+            p.file_name()
+                .is_some_and(|n| n == format!("{m}.ko").as_str())
+        });
+        let p = found.ok_or_else(|| Error(format!("module {m}.ko not in the kernel package")))?;
+        modules.insert(m, std::fs::read(p)?);
+    }
+    Ok(modules)
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -338,4 +323,300 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+// The storage baseline: the same kernel with a disk, for `cargo xtask bench --only storage`.
+
+/// Modules of the storage guest, in load order: those of [`MODULES`], then the disk.
+/// `virtio_blk` depends on `virtio` and `virtio_ring` only; ext4 (with jbd2, mbcache, crc16 and
+/// crc32c) is built into Debian's cloud kernel (`CONFIG_EXT4_FS=y`), so it needs no module.
+const STORAGE_MODULES: [&str; 7] = [
+    "virtio_ring",
+    "virtio",
+    "virtio_mmio",
+    "failover",
+    "net_failover",
+    "virtio_net",
+    "virtio_blk",
+];
+
+/// Options every fio job of the raw-disk figures shares: the whole disk, unbuffered
+/// (`O_DIRECT`), one synchronous request at a time.
+pub const FIO_COMMON: &str =
+    "--filename=/dev/vda --direct=1 --ioengine=psync --iodepth=1 --numjobs=1";
+
+/// The fio jobs of the raw-disk figures, in order: (name, options). `SECS` is replaced by the
+/// measured time of the random writes. `--sync=dsync` opens the disk `O_DSYNC`: on virtio-blk,
+/// which has no FUA, the block layer follows every write with a FLUSH and the write returns
+/// after both, so a latency is that of a write + flush pair, like fata's `blkbench`.
+pub const FIO_JOBS: [(&str, &str); 3] = [
+    (
+        "seq_write",
+        "--name=seq_write --rw=write --bs=1M --size=64M --end_fsync=1",
+    ),
+    ("seq_read", "--name=seq_read --rw=read --bs=1M --size=64M"),
+    (
+        "rand_write_flush",
+        "--name=rand_write_flush --rw=randwrite --bs=4k --size=64M --sync=dsync --ramp_time=1 --time_based --runtime=SECS",
+    ),
+];
+
+const STORAGE_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /tmp /data
+fail() { echo "linux: $*" > /dev/console; poweroff -f; while true; do sleep 1; done; }
+arg() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+for m in MODULES; do insmod /lib/modules/$m.ko || fail "insmod $m failed"; done
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+[ -b /dev/vda ] || fail "no disk: /dev/vda did not appear"
+MODE=$(arg fata_storage)
+case "$MODE" in
+sqlite|redb)
+  ip link set lo up
+  ip link set eth0 up || fail "no network device"
+  ip addr add "$(arg fata_ipv4)" dev eth0 || fail "no address (fata_ipv4=)"
+  mount -t ext4 /dev/vda /data || fail "cannot mount /dev/vda as ext4"
+  echo "linux: mounted $(grep ' /data ' /proc/mounts)" > /dev/console
+  /bin/kv-server "$MODE" /data 80 > /dev/console 2>&1
+  fail "the kv server stopped"
+  ;;
+fio)
+  SECS=$(arg fata_rand_secs)
+FIO_RUNS
+  echo "linux-fio: done" > /dev/console
+  poweroff -f
+  ;;
+*)
+  fail "fata_storage= must be sqlite, redb or fio"
+  ;;
+esac
+"#;
+
+/// What the storage baseline boots (with [`LinuxGuest::kernel`]).
+pub struct StorageGuest {
+    /// The initramfs of the key-value runs: busybox and the static `linux-kv-server`, which
+    /// the init script starts on the ext4 file system of `/dev/vda` (`fata_storage=sqlite` or
+    /// `redb` on the kernel command line, address from `fata_ipv4=`).
+    pub kv_initrd: PathBuf,
+    /// The initramfs of the raw-disk runs (`fata_storage=fio`, `fata_rand_secs=N`), gzipped:
+    /// busybox, Debian's fio and its shared libraries. It runs [`FIO_JOBS`] on `/dev/vda` and prints
+    /// each job's JSON report between `fio-json-begin NAME` and `fio-json-end`, then
+    /// `linux-fio: done`, and powers off.
+    pub fio_initrd: PathBuf,
+    /// The fio package, for the report.
+    pub fio: String,
+}
+
+/// A cpio with busybox, `init` and the storage modules of the kernel unpacked under `root`.
+fn storage_cpio(root: &Path, kver: &str, init: &str) -> Result<Cpio> {
+    let mut c = Cpio::new();
+    for d in [
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "data",
+        "lib",
+        "lib64",
+        "lib/modules",
+        "lib/x86_64-linux-gnu",
+    ] {
+        c.dir(d);
+    }
+    c.file(
+        "bin/busybox",
+        true,
+        &std::fs::read(root.join("bin/busybox"))?,
+    );
+    c.symlink("bin/sh", "busybox");
+    c.file(
+        "init",
+        true,
+        init.replace("MODULES", &STORAGE_MODULES.join(" "))
+            .as_bytes(),
+    );
+    c.file("etc/passwd", false, b"root:x:0:0:root:/:/bin/sh\n");
+    for (m, data) in &modules_of(root, kver, &STORAGE_MODULES)? {
+        c.file(&format!("lib/modules/{m}.ko"), false, data);
+    }
+    Ok(c)
+}
+
+/// Downloads `packages` and, transitively, every `lib*` package they depend on that this
+/// machine does not have installed (the libraries it has are copied from it, as nginx's are:
+/// the same Debian release).
+fn download_with_libs(dir: &Path, packages: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let installed = |p: &str| {
+        Command::new("dpkg-query")
+            .args(["-W", "-f=${Status}", p])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).ends_with("ok installed"))
+    };
+    let mut queue: Vec<String> = packages.iter().map(|p| p.to_string()).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut fetch = Vec::new();
+    while let Some(p) = queue.pop() {
+        if !seen.insert(p.clone()) || installed(&p) {
+            continue;
+        }
+        let out = Command::new("apt-cache")
+            .args([
+                "depends",
+                "--no-recommends",
+                "--no-suggests",
+                "--no-conflicts",
+            ])
+            .args(["--no-breaks", "--no-replaces", "--no-enhances", &p])
+            .output()?;
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            let l = l.trim().trim_start_matches('|');
+            if let Some(d) = l
+                .strip_prefix("Depends: ")
+                .or_else(|| l.strip_prefix("PreDepends: "))
+                && d.starts_with("lib")
+            {
+                queue.push(d.to_string());
+            }
+        }
+        fetch.push(p);
+    }
+    let have: Vec<String> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for p in fetch {
+        if !have.iter().any(|n| n.starts_with(&format!("{p}_"))) {
+            let mut c = Command::new("apt-get");
+            c.current_dir(dir).args(["download", "-q", &p]);
+            cmd::run(&mut c, &format!("downloading the Debian package {p}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The shared libraries `binary` loads (with the interpreter), looked up in `dirs` first and
+/// then in the host's; an error names any that is found nowhere.
+fn shared_libs_in(binary: &Path, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let path = std::env::join_paths(dirs).map_err(|e| Error(e.to_string()))?;
+    let out = Command::new("ldd")
+        .arg(binary)
+        .env("LD_LIBRARY_PATH", path)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("not found") {
+        bail!(
+            "{} needs libraries found nowhere:\n{text}",
+            binary.display()
+        );
+    }
+    let libs: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| match l.split_once("=>") {
+            Some((_, r)) => r.split_whitespace().next(),
+            None => l.split_whitespace().next(),
+        })
+        .filter(|p| p.starts_with('/'))
+        .map(PathBuf::from)
+        .collect();
+    if libs.is_empty() {
+        bail!("ldd found no libraries for {}: {text}", binary.display());
+    }
+    Ok(libs)
+}
+
+/// Adds `libs` to the cpio: the interpreter under `lib64/`, the rest in
+/// `lib/x86_64-linux-gnu/`, each the file a symbolic link names.
+fn add_libs(c: &mut Cpio, libs: &[PathBuf]) -> Result<()> {
+    for lib in libs {
+        let real = std::fs::canonicalize(lib)?;
+        let name = lib.to_string_lossy().trim_start_matches('/').to_string();
+        let name = if name.starts_with("lib64/") {
+            name
+        } else {
+            format!(
+                "lib/x86_64-linux-gnu/{}",
+                lib.file_name().unwrap_or_default().to_string_lossy()
+            )
+        };
+        c.file(&name, true, &std::fs::read(real)?);
+    }
+    Ok(())
+}
+
+/// Assembles the storage baseline's two initramfs images (after [`prepare`], which unpacks
+/// the kernel and busybox): `kv_server` is the static `linux-kv-server` binary. Downloads fio
+/// (and the libraries it needs that this machine lacks) once.
+pub fn prepare_storage(kv_server: &Path) -> Result<StorageGuest> {
+    let base = crate::root().join("target/bench/linux");
+    let root = base.join("root");
+    let (_, kver) = kernel_of(&root)?;
+
+    let mut kv = storage_cpio(&root, &kver, &STORAGE_INIT.replace("FIO_RUNS", ""))?;
+    kv.file("bin/kv-server", true, &std::fs::read(kv_server)?);
+    let kv_initrd = base.join("initrd-kv.cpio");
+    std::fs::write(&kv_initrd, kv.finish())?;
+
+    let debs = base.join("storage-debs");
+    download_with_libs(&debs, &["fio"])?;
+    let sroot = base.join("storage-root");
+    let fio_bin = sroot.join("usr/bin/fio");
+    if !fio_bin.exists() {
+        for e in std::fs::read_dir(&debs)?.flatten() {
+            let mut c = Command::new("dpkg-deb");
+            c.arg("-x").arg(e.path()).arg(&sroot);
+            cmd::run(&mut c, "unpacking a Debian package")?;
+        }
+    }
+    let lib_dirs: Vec<PathBuf> = [
+        "usr/lib/x86_64-linux-gnu",
+        "lib/x86_64-linux-gnu",
+        "usr/lib/x86_64-linux-gnu/ceph",
+    ]
+    .iter()
+    .map(|d| sroot.join(d))
+    .collect();
+    let runs: String = FIO_JOBS
+        .iter()
+        .map(|(name, opts)| {
+            format!(
+                "  fio --eta=never --output-format=json --output=/tmp/{name}.json {FIO_COMMON} {} > /dev/console 2>&1 || fail \"fio {name} failed\"\n  \
+                 echo \"fio-json-begin {name}\" > /dev/console\n  \
+                 cat /tmp/{name}.json > /dev/console\n  \
+                 echo \"fio-json-end\" > /dev/console\n",
+                opts.replace("SECS", "$SECS")
+            )
+        })
+        .collect();
+    let mut fio = storage_cpio(&root, &kver, &STORAGE_INIT.replace("FIO_RUNS", &runs))?;
+    fio.file("usr/bin/fio", true, &std::fs::read(&fio_bin)?);
+    fio.symlink("bin/fio", "/usr/bin/fio");
+    add_libs(&mut fio, &shared_libs_in(&fio_bin, &lib_dirs)?)?;
+    // fio's libraries make this initramfs ~85 MiB: uncompressed, it and its unpacked copy do
+    // not fit in the guest's 256 MiB together ("Initramfs unpacking failed: write error").
+    let cpio = base.join("initrd-fio.cpio");
+    std::fs::write(&cpio, fio.finish())?;
+    let mut gz = Command::new("gzip");
+    gz.args(["-f", "-6"]).arg(&cpio);
+    cmd::run(&mut gz, "compressing the fio initramfs")?;
+    let fio_initrd = base.join("initrd-fio.cpio.gz");
+    let fio_deb = std::fs::read_dir(&debs)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("fio_"))
+        .unwrap_or_default();
+    Ok(StorageGuest {
+        kv_initrd,
+        fio_initrd,
+        fio: fio_deb.trim_end_matches(".deb").to_string(),
+    })
 }

@@ -25,7 +25,7 @@ commands:
                         --manifest-path PATH; --verbose for the raw compiler output)
   bench                 fata against a Linux guest, side by side: table on the terminal and
                         in docs/benchmarks.md (--quick: a smoke run; --only GROUP: one of
-                        size, boot, memory, wrk, bulk, hosted)
+                        size, boot, memory, limits, wrk, bulk, hosted, storage)
   bench alloc|boot      the figures of single components (allocators; hello)
 
 options:
@@ -272,6 +272,9 @@ fn real_main() -> Result<ExitCode> {
                     };
                     xtask::compare::run(&opts).map(|_| ExitCode::SUCCESS)
                 }
+                // The storage figures' load generator, which the benchmark runs inside its
+                // network namespace: `bench kvload -- ADDR CLIENTS WARMUP_MS MEASURE_MS`.
+                Some("kvload") => xtask::compare::kv_load_cli(&cli.args).map(|_| ExitCode::SUCCESS),
                 Some(which) => xtask::bench::run(which).map(|_| ExitCode::SUCCESS),
             }
         }
