@@ -254,9 +254,18 @@ pub fn kv_load_cli(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Runs the load generator inside `ns` against the guest.
-fn run_kv_load(ns: &Netns, clients: u32, t: Timing) -> Result<KvFigures> {
-    let me = std::env::current_exe()?;
+/// Builds the `xtask` binary, which runs the load generator inside the namespace. (The
+/// running program is not always it: the benchmark also runs inside the test harness.)
+fn build_xtask() -> Result<PathBuf> {
+    let mut c = crate::build::cargo();
+    c.current_dir(crate::root())
+        .args(["build", "--package", "xtask", "--bin", "xtask"]);
+    cmd::run(&mut c, "building xtask (the load generator)")?;
+    Ok(crate::root().join("target/debug/xtask"))
+}
+
+/// Runs the load generator (`xtask`, at `xtask`) inside `ns` against the guest.
+fn run_kv_load(xtask: &Path, ns: &Netns, clients: u32, t: Timing) -> Result<KvFigures> {
     let args = [
         "bench".to_string(),
         "kvload".into(),
@@ -267,7 +276,7 @@ fn run_kv_load(ns: &Netns, clients: u32, t: Timing) -> Result<KvFigures> {
         t.measure.as_millis().to_string(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ok, out) = ns.run(&me.to_string_lossy(), &args);
+    let (ok, out) = ns.run(&xtask.to_string_lossy(), &args);
     let line = out.lines().find(|l| l.starts_with("kvload: "));
     match line.and_then(KvFigures::parse) {
         Some(f) if ok => {
@@ -278,10 +287,31 @@ fn run_kv_load(ns: &Netns, clients: u32, t: Timing) -> Result<KvFigures> {
     }
 }
 
-fn images_dir() -> Result<PathBuf> {
+/// Where the consoles are kept.
+fn logs_dir() -> Result<PathBuf> {
     let d = crate::root().join("target/bench/storage");
     std::fs::create_dir_all(&d)?;
     Ok(d)
+}
+
+/// Where this run's disk images live: a directory of its own, so that two benchmarks running
+/// at once never share an image; removed when the figures are done.
+fn images_dir() -> Result<PathBuf> {
+    let d = logs_dir()?.join(format!("run-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+/// Appends a guest's console to `target/bench/storage/NAME.log`, for a look at the raw
+/// output behind the figures (the logs are emptied when the storage figures start).
+fn keep_console(name: &str, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs_dir()?.join(format!("{name}.log")))?;
+    writeln!(f, "{text}\n")?;
+    Ok(())
 }
 
 /// A path for a fresh image: whatever was there is removed ([`boot`] creates it sparse).
@@ -349,6 +379,7 @@ fn check_static(bin: &Path) -> Result<()> {
 
 /// Everything the storage figures boot, besides [`Systems`].
 struct Storage {
+    xtask: PathBuf,
     kv: crate::build::Image,
     blkbench: crate::build::Image,
     linux: StorageGuest,
@@ -360,6 +391,7 @@ fn prepare() -> Result<Storage> {
     let server = build_kv_server()?;
     let linux = linux_guest::prepare_storage(&server)?;
     Ok(Storage {
+        xtask: build_xtask()?,
         kv,
         blkbench,
         linux,
@@ -373,7 +405,7 @@ fn fata_kv(s: &Systems, st: &Storage, ns: &Netns, clients: u32, t: Timing) -> Re
     tap(&mut o, ns);
     let _vm = boot_fata(&st.kv, o, "fata: ready tcp/80")?;
     ns.ip(&["neigh", "flush", "dev", "tap0"]);
-    run_kv_load(ns, clients, t)
+    run_kv_load(&st.xtask, ns, clients, t)
 }
 
 fn linux_kv(
@@ -401,7 +433,7 @@ fn linux_kv(
             .map(|l| l.text.trim_start_matches("linux-kv-server: ").to_string())
             .unwrap_or_default();
     ns.ip(&["neigh", "flush", "dev", "tap0"]);
-    Ok((run_kv_load(ns, clients, t)?, engine_line))
+    Ok((run_kv_load(&st.xtask, ns, clients, t)?, engine_line))
 }
 
 /// What one raw-disk run measured.
@@ -455,6 +487,7 @@ fn fata_blk(s: &Systems, st: &Storage, t: Timing) -> Result<BlkFigures> {
     o.disks = vec![DiskSpec::sized(fresh_image("fata-blk.img")?, DISK_BYTES)];
     let out = boot(&st.blkbench, &o)?.wait(Duration::from_secs(300))?;
     let console = out.console();
+    keep_console("fata-blkbench", &console)?;
     if out.exit != Exit::Code(0) || !out.has_line("blkbench: done") {
         bail!(
             "blkbench failed ({:?}):\n{console}\n{}",
@@ -521,6 +554,7 @@ fn linux_blk(s: &Systems, st: &Storage, t: Timing) -> Result<BlkFigures> {
     o.disks = vec![DiskSpec::sized(fresh_image("linux-blk.img")?, DISK_BYTES)];
     let out = boot(&s.linux_image, &o)?.wait(Duration::from_secs(600))?;
     let lines: Vec<String> = out.lines.iter().map(|l| l.text.clone()).collect();
+    keep_console("linux-fio", &lines.join("\n"))?;
     if !out.has_line("linux-fio: done") {
         let tail = lines[lines.len().saturating_sub(30)..].join("\n");
         bail!(
@@ -560,6 +594,9 @@ pub(super) fn storage_figures(
     let st = prepare()?;
     let t = Timing::new(quick);
     let runs = if quick { 1 } else { 3 };
+    for log in ["fata-blkbench.log", "linux-fio.log"] {
+        let _ = std::fs::remove_file(logs_dir()?.join(log));
+    }
     let load_before = load_average();
     // Alternate between the systems: in each round, for each client count, fata then each
     // Linux engine; then the raw disk, fata then Linux.
@@ -584,6 +621,7 @@ pub(super) fn storage_figures(
         linux_blks.push(linux_blk(s, &st, t)?);
     }
     let load_after = load_average();
+    std::fs::remove_dir_all(images_dir()?)?;
     let kv: Vec<(u32, KvFigures, Vec<KvFigures>)> = kv_runs
         .iter()
         .map(|(c, f, l)| {
@@ -691,7 +729,7 @@ pub(super) fn storage_figures(
          - disks: a fresh sparse raw image of {} MiB per run, `-drive ...,format=raw,cache=writeback` + `virtio-blk-device` on both systems; `-m {MEMORY_MIB}M`, one vCPU, TCG, microvm, virtio-net on a TAP device in a network namespace\n\
          - KV: {KEY_BYTES}-byte unique keys, {VALUE_BYTES}-byte values, `PUT /kv/<key>` answered once durable; {wsecs} s warm-up, then {msecs} s counted, each client on one keep-alive connection sending its next PUT when the previous one is answered (`xtask::compare::storage::kv_load`, run inside the namespace). fata: `examples/kv` (`format=true`). Linux: `tests/fixtures/linux-kv-server` (static, a thread per connection) on ext4 (made on the host by `mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0`, mounted with the defaults: `data=ordered`, barriers on), SQLite (WAL, `synchronous=FULL`) or redb 4 (default durability), one transaction and one durable commit per PUT; the server said: {}\n\
          - commits/s at 16 clients ÷ at 1 client: fata {:.2}, Linux+SQLite {:.2}, Linux+redb {:.2}\n\
-         - raw disk: fata `examples/blkbench` (a 1 MiB request goes out as pieces of the driver's largest request, all in flight at once; then one flush; the random writes wait for each write and then each flush); Linux: {} (`{}`; jobs: {}), on `/dev/vda` with no file system; {wsecs} s warm-up and {msecs} s counted for the random writes\n",
+         - raw disk: fata `examples/blkbench` (a 1 MiB request goes out as pieces of the driver's largest request, all in flight at once; then one flush; the random writes wait for each write and then each flush); Linux: {} (`{}`; jobs: {}), on `/dev/vda` with no file system; {wsecs} s warm-up and {msecs} s counted for the random writes; the consoles are kept in `target/bench/storage/*.log`\n",
         DISK_BYTES >> 20,
         engines.join("; "),
         ratio(None),
@@ -701,7 +739,10 @@ pub(super) fn storage_figures(
         linux_guest::FIO_COMMON,
         linux_guest::FIO_JOBS
             .iter()
-            .map(|(_, o)| format!("`{o}`"))
+            .map(|(_, o)| format!(
+                "`{}`",
+                o.replace("SECS", &t.measure.as_secs().max(1).to_string())
+            ))
             .collect::<Vec<_>>()
             .join(", "),
     ))
