@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 
 /// Size of every disk image (created sparse, fresh for each run).
 const DISK_BYTES: u64 = 256 << 20;
-/// Key and value sizes of the PUTs (redb's benchmark: 24-byte keys, 150-byte values).
+/// Key size of the PUTs (redb's benchmark: 24-byte keys, 150-byte values).
 const KEY_BYTES: usize = 24;
+/// Value size of the PUTs.
 const VALUE_BYTES: usize = 150;
 /// Client counts of the key-value figures.
 const CLIENTS: [u32; 2] = [1, 16];
@@ -727,7 +728,7 @@ pub(super) fn storage_figures(
         "- {runs} round(s), each running every system once, alternating; medians quoted (each figure's median on its own)\n\
          - load average (1, 5, 15 min) before the storage runs: {load_before}; after: {load_after}\n\
          - disks: a fresh sparse raw image of {} MiB per run, `-drive ...,format=raw,cache=writeback` + `virtio-blk-device` on both systems; `-m {MEMORY_MIB}M`, one vCPU, TCG, microvm, virtio-net on a TAP device in a network namespace\n\
-         - KV: {KEY_BYTES}-byte unique keys, {VALUE_BYTES}-byte values, `PUT /kv/<key>` answered once durable; {wsecs} s warm-up, then {msecs} s counted, each client on one keep-alive connection sending its next PUT when the previous one is answered (`xtask::compare::storage::kv_load`, run inside the namespace). fata: `examples/kv` (`format=true`). Linux: `tests/fixtures/linux-kv-server` (static, a thread per connection) on ext4 (made on the host by `mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0`, mounted with the defaults: `data=ordered`, barriers on), SQLite (WAL, `synchronous=FULL`) or redb 4 (default durability), one transaction and one durable commit per PUT; the server said: {}\n\
+         - KV: {KEY_BYTES}-byte unique keys, {VALUE_BYTES}-byte values, `PUT /kv/<key>` answered once durable; {wsecs} s warm-up, then {msecs} s counted, each client on one keep-alive connection sending its next PUT when the previous one is answered (`xtask::compare::kv_load`, run inside the namespace as `xtask bench kvload`). fata: `examples/kv` (`format=true`). Linux: `tests/fixtures/linux-kv-server` (static, a thread per connection) on ext4 (made on the host by `mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0`, mounted with the defaults: `data=ordered`, barriers on), SQLite (WAL, `synchronous=FULL`) or redb 4 (default durability), one transaction and one durable commit per PUT; the server said: {}\n\
          - commits/s at 16 clients ÷ at 1 client: fata {:.2}, Linux+SQLite {:.2}, Linux+redb {:.2}\n\
          - raw disk: fata `examples/blkbench` (a 1 MiB request goes out as pieces of the driver's largest request, all in flight at once; then one flush; the random writes wait for each write and then each flush); Linux: {} (`{}`; jobs: {}), on `/dev/vda` with no file system; {wsecs} s warm-up and {msecs} s counted for the random writes; the consoles are kept in `target/bench/storage/*.log`\n",
         DISK_BYTES >> 20,
