@@ -324,14 +324,32 @@ fn fresh_image(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// `mkfs.ext4`, on the search path or in the `sbin` directories (not always on a root
+/// shell's path).
+fn mkfs_ext4() -> Option<PathBuf> {
+    cmd::which("mkfs.ext4").or_else(|| {
+        ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    })
+}
+
 /// A fresh sparse image of [`DISK_BYTES`] with an ext4 file system made on the host. The inode
 /// tables and the journal are initialised by mkfs, so the guest's kernel has no background
 /// initialisation to do during the measurement.
 fn ext4_image(name: &str) -> Result<PathBuf> {
     let p = fresh_image(name)?;
     std::fs::File::create(&p)?.set_len(DISK_BYTES)?;
-    let Some(mkfs) = cmd::which("mkfs.ext4") else {
-        bail!("mkfs.ext4 is missing: apt-get install e2fsprogs");
+    let mkfs = match mkfs_ext4() {
+        Some(m) => m,
+        None => {
+            // Not on every fresh machine; `ensure_tools` installs the package it is named
+            // after (as root, with apt-get) or says how to.
+            crate::setup::ensure_tools(&["e2fsprogs"])?;
+            mkfs_ext4()
+                .ok_or_else(|| Error("mkfs.ext4 is missing: apt-get install e2fsprogs".into()))?
+        }
     };
     let mut c = std::process::Command::new(mkfs);
     c.args(["-F", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
