@@ -6,6 +6,11 @@
 //! virtio drivers are modules and are loaded by the init script), busybox is `busybox-static`,
 //! and nginx is Debian's `nginx` binary with the shared libraries it needs copied from the
 //! host system (same Debian release). Artefacts go to `target/bench/linux/`.
+//!
+//! The storage figures boot the same kernel with a disk ([`prepare_storage`]): one initramfs
+//! with the static `linux-kv-server` (the only compiled piece, built by the benchmark from
+//! `tests/fixtures/linux-kv-server`) on an ext4 file system, one with Debian's fio on the raw
+//! disk.
 
 use crate::{Error, Result, bail, cmd};
 use std::collections::BTreeMap;
