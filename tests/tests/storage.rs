@@ -200,7 +200,8 @@ fn kill_rounds(rounds: usize, mut boot: impl FnMut(bool) -> (Box<dyn std::any::A
 
 #[test]
 fn killing_qemu_at_random_moments_loses_no_acknowledged_put() {
-    let disk = DiskSpec::sized(scratch("kill.img"), 64 << 20);
+    // Sparse, and large enough for 20 rounds of puts without ever filling the store.
+    let disk = DiskSpec::sized(scratch("kill.img"), 1 << 30);
     kill_rounds(20, |first| {
         let args: &[&str] = if first { &["format=true"] } else { &[] };
         let vm = boot_virtio(Machine::Microvm, std::slice::from_ref(&disk), args, &[]);
