@@ -82,8 +82,10 @@ const REQUEST_QUEUE: u16 = 0;
 pub const VIRTIO_SECTOR: u32 = 512;
 /// The largest sector size taken from `blk_size`.
 pub const MAX_SECTOR_SIZE: u32 = 65536;
-/// The largest request when the device does not give `size_max`.
-pub const DEFAULT_REQUEST_BYTES: usize = 64 * 1024;
+/// The largest request when the device does not give `size_max` (then no segment limit
+/// applies: QEMU and Firecracker offer none). A limit, not a size: callers choose their
+/// buffers, and the store reads in windows of at most 256 KiB.
+pub const DEFAULT_REQUEST_BYTES: usize = 1 << 20;
 /// The largest request whatever the device says: it bounds the DMA buffer of one request.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// Descriptors of the longest request (header, data, status).
@@ -1067,7 +1069,7 @@ mod tests {
         };
         assert_eq!(info(huge, all, 64).sectors, u64::MAX / 8);
         assert_eq!(info(huge, all, 64).bytes(), u64::MAX, "saturates");
-        // Request size: size_max, else 64 KiB; at most 1 MiB; whole sectors, at least one.
+        // Request size: size_max, else 1 MiB; at most 1 MiB; whole sectors, at least one.
         assert_eq!(info(base, all, 64).max_request_bytes, DEFAULT_REQUEST_BYTES);
         let sm = |size_max, blk_size| RawConfig {
             size_max,
@@ -1082,7 +1084,7 @@ mod tests {
         );
         assert_eq!(
             info(sm(4096, 512), all & !F_SIZE_MAX, 64).max_request_bytes,
-            64 << 10
+            DEFAULT_REQUEST_BYTES
         );
         // In flight: a third of the queue, at most the budget.
         assert_eq!(info(base, all, 4).max_in_flight, 1);

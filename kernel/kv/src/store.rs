@@ -15,6 +15,10 @@ use core::ops::Bound;
 use core::task::{Poll, Waker};
 use fata_hal::block::{BlockInfo, CacheMode, Disk};
 
+/// Largest read or write the store makes at once (scan windows, record chunks): enough for
+/// sequential speed, small enough for a guest of a few MiB.
+const IO_WINDOW: usize = 256 << 10;
+
 /// How a disk is opened.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenOptions {
@@ -122,7 +126,7 @@ impl Geometry {
         let region_bytes = region_sectors * ss;
         let io = info
             .max_request_bytes
-            .min(1 << 20)
+            .min(IO_WINDOW)
             .max(info.sector_size as usize)
             / info.sector_size as usize
             * info.sector_size as usize;
