@@ -10,13 +10,19 @@
 //!   through references.
 
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
+use alloc::vec::Vec;
 use core::ptr::NonNull;
 use core::sync::atomic::{Ordering, fence};
 
-/// A zeroed, aligned allocation visible to devices.
+/// A zeroed, aligned allocation visible to devices, or a vector's memory lent to one.
 pub struct Dma {
     ptr: NonNull<u8>,
+    /// The allocation: what `zeroed` allocated, or the vector's capacity (align 1).
     layout: Layout,
+    /// Bytes in use (initialised): the allocation's size, or the vector's length.
+    len: usize,
+    /// Whether the memory is a `Vec<u8>`'s (given back by [`Dma::into_vec`]).
+    from_vec: bool,
 }
 
 // SAFETY: `Dma` owns its allocation exclusively (like a `Box<[u8]>`); moving it to another
@@ -29,7 +35,43 @@ impl Dma {
         let layout = Layout::from_size_align(len.max(1), align).ok()?;
         // SAFETY: the layout has a non-zero size.
         let p = unsafe { alloc_zeroed(layout) };
-        NonNull::new(p).map(|ptr| Dma { ptr, layout })
+        NonNull::new(p).map(|ptr| Dma {
+            ptr,
+            layout,
+            len: layout.size(),
+            from_vec: false,
+        })
+    }
+
+    /// Lends a vector's memory to a device without copying (a block request's data). `None`
+    /// for a vector that has no allocation (capacity 0).
+    pub fn from_vec(v: Vec<u8>) -> Option<Dma> {
+        let mut v = core::mem::ManuallyDrop::new(v);
+        let layout = Layout::array::<u8>(v.capacity()).ok()?;
+        if layout.size() == 0 {
+            // Nothing was allocated: give the (empty) vector back to be dropped normally.
+            drop(core::mem::ManuallyDrop::into_inner(v));
+            return None;
+        }
+        let ptr = NonNull::new(v.as_mut_ptr())?;
+        Some(Dma {
+            ptr,
+            layout,
+            len: v.len(),
+            from_vec: true,
+        })
+    }
+
+    /// The memory as a vector again: the one [`Dma::from_vec`] took, or a copy of the bytes.
+    pub fn into_vec(self) -> Vec<u8> {
+        if !self.from_vec {
+            return self.bytes().to_vec();
+        }
+        let me = core::mem::ManuallyDrop::new(self);
+        // SAFETY: the pointer, length and capacity are those of the vector `from_vec` took
+        // apart (its allocation, made by the global allocator with `Layout::array::<u8>(cap)`,
+        // which `layout` still is); `me` is never dropped, so the allocation has one owner.
+        unsafe { Vec::from_raw_parts(me.ptr.as_ptr(), me.len, me.layout.size()) }
     }
 
     /// The physical address (identity map).
@@ -39,20 +81,20 @@ impl Dma {
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.layout.size()
+        self.len
     }
 
-    /// Whether the allocation is empty (never: at least one byte is allocated).
+    /// Whether no byte is in use (only a lent empty vector with spare capacity).
     pub fn is_empty(&self) -> bool {
-        false
+        self.len == 0
     }
 
     /// The bytes, for a buffer the driver owns (see the module rules).
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr` is valid for `len` bytes for the life of `self`, initialised (zeroed
-        // at allocation, then written by the driver or by the device before it handed the
-        // buffer back, which `fence_acquire` ordered before this read); a shared borrow of
-        // `self` prevents writes through `bytes_mut` meanwhile.
+        // at allocation, or a vector's initialised length, then written by the driver or by
+        // the device before it handed the buffer back, which `fence_acquire` ordered before
+        // this read); a shared borrow of `self` prevents writes through `bytes_mut` meanwhile.
         unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len()) }
     }
 
@@ -116,7 +158,9 @@ impl Dma {
 
 impl Drop for Dma {
     fn drop(&mut self) {
-        // SAFETY: allocated in `zeroed` with exactly this layout, freed once.
+        // SAFETY: allocated with exactly this layout (in `zeroed`, or by the vector
+        // `from_vec` took over, whose capacity `layout` records), freed once (`into_vec`
+        // never drops).
         unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
     }
 }
@@ -135,6 +179,29 @@ pub fn fence_acquire() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lent_vector_comes_back_whole_and_an_empty_one_is_refused() {
+        let mut v = Vec::with_capacity(8192);
+        v.extend((0..5000u32).map(|i| i as u8));
+        let p = v.as_ptr();
+        let mut d = Dma::from_vec(v).unwrap();
+        assert_eq!((d.len(), d.paddr()), (5000, p as u64));
+        d.bytes_mut()[0] = 0xAA;
+        let back = d.into_vec();
+        assert_eq!(
+            (back.len(), back.capacity(), back.as_ptr()),
+            (5000, 8192, p)
+        );
+        assert_eq!(back[0], 0xAA);
+        assert_eq!(back[4999], (4999u32 % 256) as u8);
+        assert!(Dma::from_vec(Vec::new()).is_none());
+        // Dropped without `into_vec`: freed with the vector's layout.
+        drop(Dma::from_vec(vec![1u8; 100]).unwrap());
+        // An allocation of our own comes back as a copy.
+        let z = Dma::zeroed(64, 64).unwrap();
+        assert_eq!(z.into_vec(), vec![0u8; 64]);
+    }
 
     #[test]
     fn allocations_are_aligned_zeroed_and_accessible() {
