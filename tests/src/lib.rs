@@ -121,58 +121,89 @@ pub fn boot_user_net_with(
     nic: &[&str],
     qemu_extra: &[&str],
 ) -> NetVm {
-    boot_user_net_disks(example, machine, guest_port, args, nic, qemu_extra, &[])
-}
-
-/// [`boot_user_net_with`] with disks attached (`disk0`, `disk1`, ...).
-pub fn boot_user_net_disks(
-    example: &str,
-    machine: Machine,
-    guest_port: u16,
-    args: &[&str],
-    nic: &[&str],
-    qemu_extra: &[&str],
-    disks: &[xtask::disk::DiskSpec],
-) -> NetVm {
-    try_boot_user_net_disks(example, machine, guest_port, args, nic, qemu_extra, disks)
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// [`boot_user_net_disks`], with an image that never becomes ready as an error (its console).
-pub fn try_boot_user_net_disks(
-    example: &str,
-    machine: Machine,
-    guest_port: u16,
-    args: &[&str],
-    nic: &[&str],
-    qemu_extra: &[&str],
-    disks: &[xtask::disk::DiskSpec],
-) -> Result<NetVm, String> {
-    let img = image(Target::Virtio, example);
-    let host = free_port();
-    let mut opts = BootOpts {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        disks: disks.to_vec(),
-        ..Default::default()
-    };
-    opts.qemu.machine = machine;
-    opts.qemu.net = Some(xtask::qemu::NetBackend::User {
-        forwards: vec![(host, guest_port)],
-    });
-    opts.qemu.nic_props = nic.iter().map(|s| s.to_string()).collect();
-    opts.qemu.extra = qemu_extra.iter().map(|s| s.to_string()).collect();
-    let vm = xtask::runner::boot(&img, &opts).map_err(|e| format!("booting {example}: {e}"))?;
-    if let Err(e) = vm.wait_for_line(&format!("fata: ready tcp/{guest_port}"), BOOT_TIMEOUT) {
-        let out = vm
-            .wait(Duration::from_secs(1))
-            .map(|o| o.console())
-            .unwrap_or_default();
-        return Err(format!("{example} never became ready: {e}\n{out}"));
+    UserNetBoot {
+        args,
+        nic,
+        qemu_extra,
+        ..UserNetBoot::new(example, machine, guest_port)
     }
-    Ok(NetVm {
-        vm,
-        addr: std::net::SocketAddr::from(([127, 0, 0, 1], host)),
-    })
+    .boot()
+}
+
+/// Everything a boot with QEMU user networking can vary: [`UserNetBoot::boot`] it.
+pub struct UserNetBoot<'a> {
+    /// The example.
+    pub example: &'a str,
+    /// The machine.
+    pub machine: Machine,
+    /// The guest port the host forwards to (and whose readiness line is awaited).
+    pub guest_port: u16,
+    /// Boot arguments.
+    pub args: &'a [&'a str],
+    /// Network card properties.
+    pub nic: &'a [&'a str],
+    /// Extra QEMU arguments.
+    pub qemu_extra: &'a [&'a str],
+    /// Disks (`disk0`, `disk1`, ...).
+    pub disks: &'a [xtask::disk::DiskSpec],
+}
+
+impl<'a> UserNetBoot<'a> {
+    /// `example` on `machine`, listening on `guest_port`, with nothing else.
+    pub fn new(example: &'a str, machine: Machine, guest_port: u16) -> UserNetBoot<'a> {
+        UserNetBoot {
+            example,
+            machine,
+            guest_port,
+            args: &[],
+            nic: &[],
+            qemu_extra: &[],
+            disks: &[],
+        }
+    }
+
+    /// Boots and waits for the readiness line; panics with the console if it never comes.
+    pub fn boot(&self) -> NetVm {
+        self.try_boot().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`UserNetBoot::boot`], with an image that never becomes ready as an error (its console).
+    pub fn try_boot(&self) -> Result<NetVm, String> {
+        let UserNetBoot {
+            example,
+            machine,
+            guest_port,
+            args,
+            nic,
+            qemu_extra,
+            disks,
+        } = *self;
+        let img = image(Target::Virtio, example);
+        let host = free_port();
+        let mut opts = BootOpts {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            disks: disks.to_vec(),
+            ..Default::default()
+        };
+        opts.qemu.machine = machine;
+        opts.qemu.net = Some(xtask::qemu::NetBackend::User {
+            forwards: vec![(host, guest_port)],
+        });
+        opts.qemu.nic_props = nic.iter().map(|s| s.to_string()).collect();
+        opts.qemu.extra = qemu_extra.iter().map(|s| s.to_string()).collect();
+        let vm = xtask::runner::boot(&img, &opts).map_err(|e| format!("booting {example}: {e}"))?;
+        if let Err(e) = vm.wait_for_line(&format!("fata: ready tcp/{guest_port}"), BOOT_TIMEOUT) {
+            let out = vm
+                .wait(Duration::from_secs(1))
+                .map(|o| o.console())
+                .unwrap_or_default();
+            return Err(format!("{example} never became ready: {e}\n{out}"));
+        }
+        Ok(NetVm {
+            vm,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], host)),
+        })
+    }
 }
 
 /// The site directory the http example embeds.

@@ -7,8 +7,7 @@ use fata_tests::kv::{Kv, PutStream, check_keys, value_for};
 use fata_tests::nbd::{NbdConfig, NbdServer};
 use fata_tests::rng::Rng;
 use fata_tests::{
-    BOOT_TIMEOUT, BootOpts, Exit, Machine, NetVm, Target, boot_user_net_disks, free_port, image,
-    try_boot_user_net_disks,
+    BOOT_TIMEOUT, BootOpts, Exit, Machine, NetVm, Target, UserNetBoot, free_port, image,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +24,13 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn boot_virtio(machine: Machine, disks: &[DiskSpec], args: &[&str], extra: &[&str]) -> NetVm {
-    boot_user_net_disks("kv", machine, 80, args, &[], extra, disks)
+    UserNetBoot {
+        args,
+        qemu_extra: extra,
+        disks,
+        ..UserNetBoot::new("kv", machine, 80)
+    }
+    .boot()
 }
 
 fn boot_unix(disks: &[DiskSpec], args: &[&str]) -> (xtask::runner::Running, SocketAddr) {
@@ -247,8 +252,13 @@ fn power_cut_rounds(rounds: usize, lying_disk: bool) -> Result<usize, String> {
         ];
         let args: &[&str] = if round == 0 { &["format=true"] } else { &[] };
         // A store that finds acknowledged data missing refuses to open: a loss too.
-        let vm = try_boot_user_net_disks("kv", Machine::Microvm, 80, args, &[], &extra, &[])
-            .map_err(|e| format!("round {round}: {e}"))?;
+        let vm = UserNetBoot {
+            args,
+            qemu_extra: &extra,
+            ..UserNetBoot::new("kv", Machine::Microvm, 80)
+        }
+        .try_boot()
+        .map_err(|e| format!("round {round}: {e}"))?;
         if let Err(e) = check_keys(vm.addr, &acked) {
             return Err(format!("round {round}: {e}"));
         }

@@ -208,10 +208,7 @@ pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
         }
     }
     let (kernel, kver) = kernel_of(&root)?;
-    let modules = modules_of(&root, &kver, &MODULES)?;
-
-    let mut c = Cpio::new();
-    for d in [
+    let dirs = [
         "bin",
         "sbin",
         "usr",
@@ -229,20 +226,8 @@ pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
         "var",
         "var/log",
         "var/lib",
-    ] {
-        c.dir(d);
-    }
-    c.file(
-        "bin/busybox",
-        true,
-        &std::fs::read(root.join("bin/busybox"))?,
-    );
-    c.symlink("bin/sh", "busybox");
-    c.file(
-        "init",
-        true,
-        INIT.replace("MODULES", &MODULES.join(" ")).as_bytes(),
-    );
+    ];
+    let mut c = busybox_cpio(&root, &kver, &dirs, INIT, &MODULES)?;
     c.file("bin/udhcpc.script", true, UDHCPC.as_bytes());
     let nginx = root.join("usr/sbin/nginx");
     c.file("usr/sbin/nginx", true, &std::fs::read(&nginx)?);
@@ -255,9 +240,6 @@ pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
         b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
     );
     c.file("etc/group", false, b"root:x:0:\nnogroup:x:65534:\n");
-    for (m, data) in &modules {
-        c.file(&format!("lib/modules/{m}.ko"), false, data);
-    }
     c.file("www/612.html", false, page);
     c.file("www/index.html", false, page);
     let initrd = base.join("initrd.cpio");
@@ -416,10 +398,40 @@ pub struct StorageGuest {
     pub fio: String,
 }
 
+/// A cpio with the directories `dirs`, busybox (also as `/bin/sh`), `init` (its word
+/// `MODULES` replaced by the names of `modules`) and those modules of the kernel unpacked under
+/// `root`.
+fn busybox_cpio(
+    root: &Path,
+    kver: &str,
+    dirs: &[&str],
+    init: &str,
+    modules: &[&str],
+) -> Result<Cpio> {
+    let mut c = Cpio::new();
+    for d in dirs {
+        c.dir(d);
+    }
+    c.file(
+        "bin/busybox",
+        true,
+        &std::fs::read(root.join("bin/busybox"))?,
+    );
+    c.symlink("bin/sh", "busybox");
+    c.file(
+        "init",
+        true,
+        init.replace("MODULES", &modules.join(" ")).as_bytes(),
+    );
+    for (m, data) in &modules_of(root, kver, modules)? {
+        c.file(&format!("lib/modules/{m}.ko"), false, data);
+    }
+    Ok(c)
+}
+
 /// A cpio with busybox, `init` and the storage modules of the kernel unpacked under `root`.
 fn storage_cpio(root: &Path, kver: &str, init: &str) -> Result<Cpio> {
-    let mut c = Cpio::new();
-    for d in [
+    let dirs = [
         "bin",
         "sbin",
         "usr",
@@ -434,25 +446,9 @@ fn storage_cpio(root: &Path, kver: &str, init: &str) -> Result<Cpio> {
         "lib64",
         "lib/modules",
         "lib/x86_64-linux-gnu",
-    ] {
-        c.dir(d);
-    }
-    c.file(
-        "bin/busybox",
-        true,
-        &std::fs::read(root.join("bin/busybox"))?,
-    );
-    c.symlink("bin/sh", "busybox");
-    c.file(
-        "init",
-        true,
-        init.replace("MODULES", &STORAGE_MODULES.join(" "))
-            .as_bytes(),
-    );
+    ];
+    let mut c = busybox_cpio(root, kver, &dirs, init, &STORAGE_MODULES)?;
     c.file("etc/passwd", false, b"root:x:0:0:root:/:/bin/sh\n");
-    for (m, data) in &modules_of(root, kver, &STORAGE_MODULES)? {
-        c.file(&format!("lib/modules/{m}.ko"), false, data);
-    }
     Ok(c)
 }
 
