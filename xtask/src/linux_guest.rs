@@ -244,11 +244,7 @@ pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
     c.file("www/index.html", false, page);
     let initrd = base.join("initrd.cpio");
     std::fs::write(&initrd, c.finish())?;
-    let nginx_ver = std::fs::read_dir(&debs)?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.starts_with("nginx_"))
-        .unwrap_or_default();
+    let nginx_ver = downloaded(&debs, "nginx_")?;
     Ok(LinuxGuest {
         kernel,
         initrd,
@@ -396,6 +392,16 @@ pub struct StorageGuest {
     pub fio_initrd: PathBuf,
     /// The fio package, for the report.
     pub fio: String,
+}
+
+/// The file name of the downloaded package whose name starts with `prefix` (`nginx_`), or
+/// an empty string.
+fn downloaded(debs: &Path, prefix: &str) -> Result<String> {
+    Ok(std::fs::read_dir(debs)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(prefix))
+        .unwrap_or_default())
 }
 
 /// A cpio with the directories `dirs`, busybox (also as `/bin/sh`), `init` (its word
@@ -610,11 +616,7 @@ pub fn prepare_storage(kv_server: &Path) -> Result<StorageGuest> {
     gz.args(["-f", "-6"]).arg(&cpio);
     cmd::run(&mut gz, "compressing the fio initramfs")?;
     let fio_initrd = base.join("initrd-fio.cpio.gz");
-    let fio_deb = std::fs::read_dir(&debs)?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.starts_with("fio_"))
-        .unwrap_or_default();
+    let fio_deb = downloaded(&debs, "fio_")?;
     Ok(StorageGuest {
         kv_initrd,
         fio_initrd,
