@@ -1,0 +1,36 @@
+//! Xen drivers for fata's `xen` platform: the xenstore client (and, as they come, netfront and
+//! blkfront).
+//!
+//! Driver layer: depends on nothing but `alloc`. The protocols are written against two small
+//! traits — [`SharedPage`] for a page shared with another domain, and [`Notify`] for kicking
+//! the other end's event channel — so the platform supplies the real memory and hypercalls and
+//! the tests supply a simulated xenstored. Everything the other end writes into shared memory
+//! is untrusted: indices and lengths are checked before use, bad messages are counted and
+//! refused, and nothing here can panic or read outside the page on their account.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod xenstore;
+
+/// A 4 KiB page shared with another domain, accessed only through these calls (the platform
+/// implements them with volatile accesses and the right barriers).
+pub trait SharedPage {
+    /// Reads the little-endian `u32` at `off` with acquire ordering (an index the other side
+    /// publishes).
+    fn load_u32(&self, off: usize) -> u32;
+    /// Writes the `u32` at `off` with release ordering (an index we publish: everything
+    /// written before is visible first).
+    fn store_u32(&self, off: usize, v: u32);
+    /// Copies bytes out of the page (`off + out.len() <= 4096`).
+    fn read(&self, off: usize, out: &mut [u8]);
+    /// Copies bytes into the page (`off + data.len() <= 4096`).
+    fn write(&self, off: usize, data: &[u8]);
+}
+
+/// Kicks the other end (an event channel send).
+pub trait Notify {
+    /// Sends the notification.
+    fn notify(&mut self);
+}
