@@ -12,6 +12,7 @@
 
 extern crate alloc;
 
+pub mod ring;
 pub mod xenstore;
 
 /// A 4 KiB page shared with another domain, accessed only through these calls (the platform
@@ -27,6 +28,11 @@ pub trait SharedPage {
     fn read(&self, off: usize, out: &mut [u8]);
     /// Copies bytes into the page (`off + data.len() <= 4096`).
     fn write(&self, off: usize, data: &[u8]);
+    /// A full barrier: our stores before it are visible before our loads after it are made
+    /// (publishing an index, then reading the other side's event threshold).
+    fn full_fence(&self) {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Kicks the other end (an event channel send).
