@@ -12,6 +12,7 @@
 
 extern crate alloc;
 
+pub mod blkif;
 pub mod ring;
 pub mod xenstore;
 
