@@ -1,5 +1,7 @@
-//! Xen drivers for fata's `xen` platform: the xenstore client (and, as they come, netfront and
-//! blkfront).
+//! Xen drivers for fata's `xen` platform. So far the protocol layers, each tested without Xen:
+//! the xenstore client ([`xenstore`]), the front end of the shared I/O rings ([`ring`]), and the
+//! messages of the block ([`blkif`]) and network ([`netif`]) protocols. netfront and blkfront
+//! themselves, the grant table and the platform are not written yet.
 //!
 //! Driver layer: depends on nothing but `alloc`. The protocols are written against two small
 //! traits — [`SharedPage`] for a page shared with another domain, and [`Notify`] for kicking
@@ -13,6 +15,7 @@
 extern crate alloc;
 
 pub mod blkif;
+pub mod netif;
 pub mod ring;
 pub mod xenstore;
 
