@@ -1,5 +1,5 @@
 //! Xen drivers for fata's `xen` platform. So far the protocol layers, each tested without Xen:
-//! the xenstore client ([`xenstore`]), the front end of the shared I/O rings ([`ring`]), and the
+//! the xenstore client ([`xenstore`]) and the front-end handshake ([`xenbus`]), the front end of the shared I/O rings ([`ring`]), and the
 //! messages of the block ([`blkif`]) and network ([`netif`]) protocols. netfront and blkfront
 //! themselves, the grant table and the platform are not written yet.
 //!
@@ -17,6 +17,7 @@ extern crate alloc;
 pub mod blkif;
 pub mod netif;
 pub mod ring;
+pub mod xenbus;
 pub mod xenstore;
 
 /// A 4 KiB page shared with another domain, accessed only through these calls (the platform

@@ -406,4 +406,4 @@ fn nul(s: &str) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,7 +7,7 @@ use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 
 #[derive(Clone)]
-struct Page(Rc<RefCell<[u8; 4096]>>);
+pub(crate) struct Page(Rc<RefCell<[u8; 4096]>>);
 
 impl Page {
     fn new() -> Page {
@@ -38,7 +38,7 @@ impl SharedPage for Page {
 }
 
 #[derive(Clone, Default)]
-struct Kicks(Rc<Cell<u32>>);
+pub(crate) struct Kicks(Rc<Cell<u32>>);
 
 impl Notify for Kicks {
     fn notify(&mut self) {
@@ -46,10 +46,15 @@ impl Notify for Kicks {
     }
 }
 
+/// What a simulated back end writes when a path is written (path, value).
+pub(crate) type Script = alloc::boxed::Box<dyn FnMut(&str, &str) -> Vec<(String, String)>>;
+
 /// A small xenstored: a flat map of paths, watches on exact paths and their children.
-struct Daemon {
+pub(crate) struct Daemon {
     page: Page,
-    store: BTreeMap<String, String>,
+    pub(crate) store: BTreeMap<String, String>,
+    /// Other writes that follow a write (a back end reacting).
+    pub(crate) script: Option<Script>,
     watches: Vec<(String, String)>,
     /// Bytes received, not yet a whole request.
     inbuf: Vec<u8>,
@@ -75,6 +80,7 @@ impl Daemon {
             conflicts: 0,
             next_tx: 1,
             mute: false,
+            script: None,
         }
     }
 
@@ -111,10 +117,19 @@ impl Daemon {
             ty::WRITE => {
                 let at = p.iter().position(|&b| b == 0).unwrap();
                 let (path, value) = (parts[0].clone(), &p[at + 1..]);
-                self.store
-                    .insert(path.clone(), String::from_utf8_lossy(value).into_owned());
+                let value = String::from_utf8_lossy(value).into_owned();
+                self.store.insert(path.clone(), value.clone());
                 self.send(ty::WRITE, id, tx, b"OK\0");
                 self.fire(&path);
+                let follow = self
+                    .script
+                    .as_mut()
+                    .map(|f| f(&path, &value))
+                    .unwrap_or_default();
+                for (p, v) in follow {
+                    self.store.insert(p.clone(), v);
+                    self.fire(&p);
+                }
             }
             ty::DIRECTORY => {
                 let prefix = format!("{}/", parts[0]);
@@ -157,7 +172,7 @@ impl Daemon {
     }
 
     /// One turn: take the requests in the ring, answer, move up to `chunk` bytes out.
-    fn step(&mut self) {
+    pub(crate) fn step(&mut self) {
         let cons = self.page.u32_at(REQ_CONS);
         let prod = self.page.u32_at(REQ_PROD);
         for i in 0..prod.wrapping_sub(cons) {
@@ -190,7 +205,7 @@ impl Daemon {
     }
 }
 
-fn setup(chunk: usize) -> (XenStore<Page, Kicks>, Rc<RefCell<Daemon>>) {
+pub(crate) fn setup(chunk: usize) -> (XenStore<Page, Kicks>, Rc<RefCell<Daemon>>) {
     let page = Page::new();
     // Start the indices near the top of the u32 range: they must wrap correctly.
     for off in [REQ_CONS, REQ_PROD, RSP_CONS, RSP_PROD] {
