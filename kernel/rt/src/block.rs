@@ -20,7 +20,7 @@
 
 use crate::executor::current;
 use crate::platform::Plat;
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
@@ -37,12 +37,17 @@ struct Inner<D> {
     events: Events,
     info: BlockInfo,
     next_tag: Cell<u64>,
-    /// Requests whose futures still wait, their results once they arrive, and their wakers.
-    live: RefCell<BTreeSet<u64>>,
-    done: RefCell<BTreeMap<u64, Result<Vec<u8>, BlockError>>>,
-    waiting: RefCell<BTreeMap<u64, Waker>>,
+    /// Requests whose futures still wait: each one's result once it arrives, and its waker.
+    waiting: RefCell<BTreeMap<u64, Waiting>>,
     /// Futures waiting for room to submit.
     blocked: RefCell<Vec<Waker>>,
+}
+
+/// A submitted request whose future still waits.
+#[derive(Default)]
+struct Waiting {
+    result: Option<Result<Vec<u8>, BlockError>>,
+    waker: Option<Waker>,
 }
 
 /// A disk. Clone it freely: clones share the device.
@@ -72,8 +77,6 @@ struct Forget<'a, D>(&'a Inner<D>, u64);
 
 impl<D> Drop for Forget<'_, D> {
     fn drop(&mut self) {
-        self.0.live.borrow_mut().remove(&self.1);
-        self.0.done.borrow_mut().remove(&self.1);
         self.0.waiting.borrow_mut().remove(&self.1);
     }
 }
@@ -85,8 +88,6 @@ impl<D: BlockDevice> Inner<D> {
             dev: RefCell::new(dev),
             events,
             next_tag: Cell::new(1),
-            live: RefCell::new(BTreeSet::new()),
-            done: RefCell::new(BTreeMap::new()),
             waiting: RefCell::new(BTreeMap::new()),
             blocked: RefCell::new(Vec::new()),
         }
@@ -103,11 +104,12 @@ impl<D: BlockDevice> Inner<D> {
             };
             let Some(c) = c else { break };
             any = true;
-            if self.live.borrow().contains(&c.tag) {
-                self.done.borrow_mut().insert(c.tag, c.result);
-                if let Some(w) = self.waiting.borrow_mut().remove(&c.tag) {
-                    w.wake();
-                }
+            let waker = self.waiting.borrow_mut().get_mut(&c.tag).and_then(|w| {
+                w.result = Some(c.result);
+                w.waker.take()
+            });
+            if let Some(w) = waker {
+                w.wake();
             }
         }
         if any {
@@ -137,14 +139,19 @@ impl<D: BlockDevice> Inner<D> {
             }
         })
         .await;
-        self.live.borrow_mut().insert(tag);
+        self.waiting.borrow_mut().insert(tag, Waiting::default());
         let _forget = Forget(self, tag);
         poll_fn(|cx| {
             self.pump();
-            if let Some(r) = self.done.borrow_mut().remove(&tag) {
+            let mut waiting = self.waiting.borrow_mut();
+            let Some(w) = waiting.get_mut(&tag) else {
+                // (Only `Forget` removes the entry.)
+                return Poll::Ready(Err(BlockError::Device("request lost".into())));
+            };
+            if let Some(r) = w.result.take() {
                 return Poll::Ready(r);
             }
-            self.waiting.borrow_mut().insert(tag, cx.waker().clone());
+            w.waker = Some(cx.waker().clone());
             current().on_events(self.events.0, cx.waker().clone());
             Poll::Pending
         })
@@ -256,7 +263,7 @@ mod tests {
         assert!(matches!(out.0, Err(BlockError::OutOfRange { .. })));
         assert_eq!(&out.1[..512], &[3; 512][..]);
         assert_eq!(&out.1[512..], &[4; 512][..]);
-        assert!(disk.live.borrow().is_empty() && disk.done.borrow().is_empty());
+        assert!(disk.waiting.borrow().is_empty());
         assert_eq!(disk.dev.borrow().stats().writes, 5);
     }
 }
