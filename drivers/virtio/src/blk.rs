@@ -502,21 +502,17 @@ impl VirtioBlk {
                 }
                 return;
             }
-            Op::Read { tag } => (
+            Op::Read { tag } | Op::Write { tag } => (
                 tag,
                 outcome.map(|()| {
                     let buf = data.map(Dma::into_vec).unwrap_or_default();
-                    self.stats.reads += 1;
-                    self.stats.bytes_read += buf.len() as u64;
-                    buf
-                }),
-            ),
-            Op::Write { tag } => (
-                tag,
-                outcome.map(|()| {
-                    let buf = data.map(Dma::into_vec).unwrap_or_default();
-                    self.stats.writes += 1;
-                    self.stats.bytes_written += buf.len() as u64;
+                    let (count, bytes) = if matches!(op, Op::Read { .. }) {
+                        (&mut self.stats.reads, &mut self.stats.bytes_read)
+                    } else {
+                        (&mut self.stats.writes, &mut self.stats.bytes_written)
+                    };
+                    *count += 1;
+                    *bytes += buf.len() as u64;
                     buf
                 }),
             ),
