@@ -347,6 +347,13 @@ impl<D: Disk> Store<D> {
                 min,
             });
         }
+        if info.sectors.checked_mul(u64::from(ss)).is_none() {
+            // (A device that claims more bytes than 64 bits count: every offset would wrap.)
+            return Err(Error::Incompatible(alloc::format!(
+                "{} sectors of {ss} bytes is more than a 64-bit offset reaches",
+                info.sectors
+            )));
+        }
         let probe = Geometry::new(info, (info.sectors - SB_SECTORS) / 2);
         let slots = read_at(&disk, &probe, 0, 2 * ss as usize).await?;
         let decode = |b: &[u8]| {

@@ -310,6 +310,10 @@ fn four_kib_sectors_and_hostile_geometry() {
         open_with(&other, false).err(),
         Some(Error::Incompatible(_))
     ));
+    // A device claiming more bytes than a 64-bit offset reaches.
+    let huge = SimDisk::new(4096, 256);
+    huge.0.borrow_mut().info.sectors = u64::MAX / 1024;
+    assert!(matches!(open(&huge).err(), Some(Error::Incompatible(_))));
     // A device whose largest request is less than a sector.
     let odd = SimDisk::new(512, 1024);
     odd.0.borrow_mut().info.max_request_bytes = 100;
