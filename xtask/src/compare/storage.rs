@@ -100,12 +100,7 @@ impl KvFigures {
     }
 
     fn parse(line: &str) -> Option<KvFigures> {
-        let field = |name: &str| -> Option<f64> {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))?
-                .parse()
-                .ok()
-        };
+        let field = |name: &str| word_value(line, name);
         Some(KvFigures {
             commits: field("commits")? as u64,
             secs: field("secs")?,
@@ -480,16 +475,20 @@ impl BlkFigures {
     }
 }
 
+/// The number in the word `key=NUMBER` of a figures line.
+fn word_value(line: &str, key: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))?
+        .parse()
+        .ok()
+}
+
 /// The value of `key=` in a `blkbench: NAME ...` line.
 fn blk_field(console: &str, name: &str, key: &str) -> Result<f64> {
     console
         .lines()
         .find_map(|l| l.strip_prefix(&format!("blkbench: {name} ")))
-        .and_then(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        })
-        .and_then(|v| v.parse().ok())
+        .and_then(|l| word_value(l, key))
         .ok_or_else(|| {
             Error(format!(
                 "blkbench printed no `{name} ... {key}=`:\n{console}"
