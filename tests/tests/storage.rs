@@ -414,3 +414,39 @@ fn bad_requests_get_clear_statuses_and_batches_are_all_or_nothing() {
     assert_eq!(kv.send("PATCH", "/kv/a", None).unwrap().status, 405);
     assert_eq!(kv.get("%zz").unwrap().status, 400);
 }
+
+#[test]
+fn a_full_store_answers_507_and_deletes_make_room_again() {
+    // 256 KiB: regions of about 127 KiB, so a few hundred 1 KiB values fill one.
+    let disk = DiskSpec::sized(scratch("full.img"), 256 << 10);
+    let (_vm, addr) = boot_unix(&[disk], &["format=true"]);
+    let mut kv = Kv::connect(addr).unwrap();
+    let value = vec![7u8; 1024];
+    let mut stored = 0;
+    let full = loop {
+        let status = kv.put(&format!("f{stored:04}"), &value).unwrap();
+        if status != 201 {
+            break status;
+        }
+        stored += 1;
+        assert!(stored < 10_000, "the store never filled");
+    };
+    assert_eq!(full, 507, "after {stored} values");
+    assert!(stored > 50, "only {stored} values fit");
+    // Everything acknowledged is still there, and freeing space lets writes in again.
+    let listed = kv.list_all("f").unwrap();
+    assert_eq!(listed.len(), stored);
+    assert!(listed.iter().all(|(_, size)| *size == value.len()));
+    assert_eq!(kv.get("f0000").unwrap().body, value);
+    for i in 0..4 {
+        assert_eq!(
+            kv.send("DELETE", &format!("/kv/f{i:04}"), None)
+                .unwrap()
+                .status,
+            204
+        );
+    }
+    assert_eq!(kv.put("after-delete", &value).unwrap(), 201);
+    let status = String::from_utf8(kv.send("GET", "/status", None).unwrap().body).unwrap();
+    assert!(!status.contains("\"compactions\":0,"), "{status}");
+}
