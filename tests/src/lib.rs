@@ -195,7 +195,7 @@ impl<'a> UserNetBoot<'a> {
         if let Err(e) = vm.wait_for_line(&format!("fata: ready tcp/{guest_port}"), BOOT_TIMEOUT) {
             let out = vm
                 .wait(Duration::from_secs(1))
-                .map(|o| o.console())
+                .map(|o| format!("{}{}", o.console(), o.stderr))
                 .unwrap_or_default();
             return Err(format!("{example} never became ready: {e}\n{out}"));
         }

@@ -450,3 +450,26 @@ fn a_full_store_answers_507_and_deletes_make_room_again() {
     let status = String::from_utf8(kv.send("GET", "/status", None).unwrap().body).unwrap();
     assert!(!status.contains("\"compactions\":0,"), "{status}");
 }
+
+#[test]
+fn a_disk_in_use_is_refused_to_a_second_process_and_to_qemu() {
+    let disk = DiskSpec::sized(scratch("shared.img"), 8 << 20);
+    let (_first, addr) = boot_unix(std::slice::from_ref(&disk), &["format=true"]);
+    assert_eq!(Kv::connect(addr).unwrap().put("k", b"v").unwrap(), 201);
+    expect_refusal(
+        std::slice::from_ref(&disk),
+        &[],
+        "is in use by another process",
+    );
+    let qemu = UserNetBoot {
+        disks: std::slice::from_ref(&disk),
+        ..UserNetBoot::new("kv", Machine::Microvm, 80)
+    }
+    .try_boot();
+    let err = qemu
+        .err()
+        .expect("QEMU must not open a disk a process is writing");
+    assert!(err.contains("lock"), "{err}");
+    // The first process still serves.
+    assert_eq!(Kv::connect(addr).unwrap().get("k").unwrap().body, b"v");
+}
