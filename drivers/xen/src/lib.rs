@@ -1,12 +1,15 @@
-//! Xen drivers for fata's `xen` platform. So far the protocol layers, each tested without Xen:
-//! the xenstore client ([`xenstore`]) and the front-end handshake ([`xenbus`]), the front end of the shared I/O rings ([`ring`]), and the
-//! messages of the block ([`blkif`]) and network ([`netif`]) protocols. netfront and blkfront
-//! themselves, the grant table and the platform are not written yet.
+//! Xen drivers for fata's `xen` platform, each tested without Xen: the xenstore client
+//! ([`xenstore`]) and the front-end handshake ([`xenbus`]), the front end of the shared I/O
+//! rings ([`ring`]), the messages of the block ([`blkif`]) and network ([`netif`]) protocols,
+//! and the two front ends on top of them: [`netfront`] (a HAL network device) and
+//! [`blkfront`] (a HAL block device).
 //!
 //! Driver layer: depends on nothing but `alloc`. The protocols are written against two small
 //! traits — [`SharedPage`] for a page shared with another domain, and [`Notify`] for kicking
 //! the other end's event channel — so the platform supplies the real memory and hypercalls and
-//! the tests supply a simulated xenstored. Everything the other end writes into shared memory
+//! the tests supply a simulated xenstored. The front ends also need the hypervisor services of
+//! [`Hypervisor`] (pages to share, grants, event channels), which the tests simulate together
+//! with hostile back ends. Everything the other end writes into shared memory
 //! is untrusted: indices and lengths are checked before use, bad messages are counted and
 //! refused, and nothing here can panic or read outside the page on their account.
 #![cfg_attr(not(test), no_std)]
@@ -14,9 +17,13 @@
 
 extern crate alloc;
 
+pub mod blkfront;
 pub mod blkif;
+pub mod netfront;
 pub mod netif;
 pub mod ring;
+#[cfg(test)]
+mod sim;
 pub mod xenbus;
 pub mod xenstore;
 
@@ -44,4 +51,27 @@ pub trait SharedPage {
 pub trait Notify {
     /// Sends the notification.
     fn notify(&mut self);
+}
+
+/// What a front end needs from the hypervisor besides xenstore: pages it can share, grants on
+/// them, and an event channel to its back end.
+pub trait Hypervisor {
+    /// A zeroed 4 KiB page of our memory that another domain may be granted.
+    type Page: SharedPage;
+    /// A fresh page, or `None` when memory is exhausted.
+    fn alloc_page(&mut self) -> Option<Self::Page>;
+    /// The frame number a grant on `page` names.
+    fn frame(&self, page: &Self::Page) -> u64;
+    /// Grants domain `domid` access to `frame` (read-only or read-write); `None` when the grant
+    /// table is full.
+    fn grant(&mut self, domid: u16, frame: u64, readonly: bool) -> Option<u32>;
+    /// Ends grant `gref`: `false` while the other domain still has it mapped (the page must
+    /// then never be reused or freed).
+    fn end_grant(&mut self, gref: u32) -> bool;
+    /// A new event channel whose other end domain `remote` may bind; its local port.
+    fn alloc_unbound(&mut self, remote: u16) -> Option<u32>;
+    /// Signals the event channel `port`.
+    fn notify(&mut self, port: u32);
+    /// Unmasks `port`, so its events wake the platform's `wait`.
+    fn unmask(&mut self, port: u32);
 }

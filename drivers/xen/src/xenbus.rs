@@ -124,7 +124,12 @@ pub fn wait_state<P: SharedPage, N: Notify>(
     wait: &mut dyn FnMut(),
 ) -> Result<State, Error> {
     let key = format!("{dir}/state");
-    xs.watch(&key, "fata-state", wait)?;
+    // A second wait on the same key finds the watch already set: xenstored says EEXIST.
+    match xs.watch(&key, "fata-state", wait) {
+        Ok(()) => {}
+        Err(XsError::Xs(e)) if e == "EEXIST" => {}
+        Err(e) => return Err(e.into()),
+    }
     loop {
         let v = xs.read(Tx::NONE, &key, wait)?;
         let s = State::parse(&v).ok_or_else(|| Error::BadKey(key.clone(), v))?;
