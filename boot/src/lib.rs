@@ -36,6 +36,7 @@ pub mod layout;
 #[cfg(all(feature = "image", not(test)))]
 #[allow(unsafe_code)]
 mod mem;
+pub mod memory;
 pub mod paging;
 pub mod start_info;
 pub mod trap;

@@ -126,14 +126,16 @@ pub fn prepare_disks(opts: &BootOpts, target: Target) -> Result<()> {
     crate::disk::prepare_all(&opts.disks, target)
 }
 
-/// Starts `image`.
+/// Starts `image`: a `virtio` image in QEMU, a `unix` image as a process. A `xen` image is
+/// started in plain QEMU too, where it finds no Xen and must refuse to run (the nested Xen
+/// harness, [`crate::xen`], is how it really boots).
 pub fn boot(image: &Image, opts: &BootOpts) -> Result<Running> {
-    if image.target == Target::Virtio {
+    if image.target.bare_metal() {
         qemu::check_memory(&image.path, opts.qemu.memory_mib)?;
     }
     prepare_disks(opts, image.target)?;
     let mut c = match image.target {
-        Target::Virtio => {
+        Target::Virtio | Target::Xen => {
             qemu::command(&image.path, &cmdline(&opts.args), &opts.qemu, &opts.disks)?
         }
         Target::Unix => {
@@ -267,7 +269,7 @@ impl Running {
         let exit = match status {
             None => Exit::TimedOut,
             Some(s) => match self.target {
-                Target::Virtio => qemu::decode_exit(s, &stderr, !lines.is_empty()),
+                Target::Virtio | Target::Xen => qemu::decode_exit(s, &stderr, !lines.is_empty()),
                 Target::Unix => {
                     use std::os::unix::process::ExitStatusExt;
                     match (s.code(), s.signal()) {

@@ -12,18 +12,21 @@ pub const TRIPLE: &str = "x86_64-unknown-linux-gnu";
 pub enum Target {
     /// PVH image for QEMU microvm/q35/pc, Firecracker, KVM clouds.
     Virtio,
+    /// PVH domU for Xen.
+    Xen,
     /// A Linux process.
     Unix,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 2] = [Target::Virtio, Target::Unix];
+    pub const ALL: [Target; 3] = [Target::Virtio, Target::Xen, Target::Unix];
 
     /// The name used on the command line and for the target directory.
     pub fn name(self) -> &'static str {
         match self {
             Target::Virtio => "virtio",
+            Target::Xen => "xen",
             Target::Unix => "unix",
         }
     }
@@ -46,13 +49,14 @@ impl Target {
     pub fn feature(self) -> &'static str {
         match self {
             Target::Virtio => "fata/platform-virtio",
+            Target::Xen => "fata/platform-xen",
             Target::Unix => "fata/platform-unix",
         }
     }
 
     /// Whether images for this target are bare-metal (no host OS underneath).
     pub fn bare_metal(self) -> bool {
-        matches!(self, Target::Virtio)
+        matches!(self, Target::Virtio | Target::Xen)
     }
 
     /// This target's own cargo target directory: building one platform never touches
@@ -64,7 +68,7 @@ impl Target {
     /// Extra linker arguments for the final image (bare-metal targets only).
     pub fn link_args(self, root: &Path, stubs: &Path) -> Vec<String> {
         match self {
-            Target::Virtio => [
+            Target::Virtio | Target::Xen => [
                 format!("-T{}", root.join("boot/link.ld").display()),
                 "-nostartfiles".into(),
                 "-nostdlib".into(),
@@ -126,7 +130,7 @@ mod tests {
     fn unknown_target_error_lists_the_targets() {
         let e = Target::parse("xne").unwrap_err().0;
         assert!(
-            e.contains("unknown target `xne`") && e.contains("virtio, unix"),
+            e.contains("unknown target `xne`") && e.contains("virtio, xen, unix"),
             "{e}"
         );
         assert_eq!(Target::parse("unix").unwrap(), Target::Unix);

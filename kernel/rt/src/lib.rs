@@ -7,7 +7,7 @@
 //! message and a non-zero exit, and `#[fata::main]`.
 //!
 //! This is the one place that selects a platform (see `platform.rs`): with the cargo feature
-//! `platform-virtio` or `platform-unix`, set by `cargo xtask`. Everything else here is generic
+//! `platform-virtio`, `platform-xen` or `platform-unix`, set by `cargo xtask`. Everything else here is generic
 //! over `fata_hal::Platform` and unit-tested against its mock.
 #![cfg_attr(not(test), no_std)]
 // `unsafe` is allowed only in `heap` (the allocator) and `single` (one `Sync` assertion), and

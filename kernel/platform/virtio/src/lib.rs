@@ -31,7 +31,6 @@ mod entry;
 mod exit;
 mod ioapic;
 mod lapic;
-pub mod memory;
 #[allow(unsafe_code)]
 mod mmio;
 #[allow(unsafe_code)]

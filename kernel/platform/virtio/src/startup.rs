@@ -2,8 +2,9 @@
 //! `entry`) to the [`BootInfo`] handed to the application: descriptor tables, start info,
 //! heap plan, page tables, clocks, devices.
 
-use crate::{UART, clock, exit, lapic, memory};
+use crate::{UART, clock, exit, lapic};
 use fata_boot::layout::{ImageLayout, Range};
+use fata_boot::memory;
 use fata_boot::start_info::{self, StartInfoError};
 use fata_hal::{BootInfo, ExitCode};
 

@@ -1,7 +1,10 @@
-//! Bare-metal wiring for the `virtio` platform: the heap over the RAM the platform found, and
-//! the panic handler (std is not there to provide one).
+//! Bare-metal wiring for the `virtio` and `xen` platforms: the heap over the RAM the platform
+//! found, and the panic handler (std is not there to provide one).
 
+#[cfg(feature = "platform-virtio")]
 pub use fata_platform_virtio::Virtio as Plat;
+#[cfg(feature = "platform-xen")]
+pub use fata_platform_xen::Xen as Plat;
 
 #[global_allocator]
 static HEAP: crate::heap::Heap = crate::heap::Heap::new();

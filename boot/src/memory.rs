@@ -1,8 +1,8 @@
 //! Deciding which RAM the heap gets: every RAM region of the memory map above the image and
 //! below the identity-mapped limit. Pure, so the refusals are unit-tested.
 
+use crate::layout::Range;
 use core::fmt;
-use fata_boot::layout::Range;
 use fata_hal::MemoryRegion;
 use fata_hal::boot::MAX_HEAP_REGIONS;
 
