@@ -8,11 +8,11 @@ use crate::hw::rdtsc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use fata_hal::Nanos;
 
-const TIME: usize = 32;
-const WC_VERSION: usize = 3072;
-const WC_SEC: usize = 3076;
-const WC_NSEC: usize = 3080;
-const WC_SEC_HI: usize = 3084;
+pub(crate) const TIME: usize = 32;
+pub(crate) const WC_VERSION: usize = 3072;
+pub(crate) const WC_SEC: usize = 3076;
+pub(crate) const WC_NSEC: usize = 3080;
+pub(crate) const WC_SEC_HI: usize = 3084;
 
 /// Xen system time at boot: monotonic time counts from it.
 static BOOT_SYS: AtomicU64 = AtomicU64::new(0);

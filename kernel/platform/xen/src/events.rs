@@ -20,11 +20,11 @@ use fata_hal::{Events, Nanos};
 pub(crate) const CALLBACK_VECTOR: u8 = 0xf3;
 
 /// vcpu_info[0] fields.
-const UPCALL_PENDING: usize = 0;
-const PENDING_SEL: usize = 8;
+pub(crate) const UPCALL_PENDING: usize = 0;
+pub(crate) const PENDING_SEL: usize = 8;
 /// The pending and mask bitmaps (64 words of 64 bits: the 2-level ABI's 4096 ports).
-const EVTCHN_PENDING: usize = 2048;
-const EVTCHN_MASK: usize = 2560;
+pub(crate) const EVTCHN_PENDING: usize = 2048;
+pub(crate) const EVTCHN_MASK: usize = 2560;
 const WORDS: usize = 64;
 
 /// A port that maps to an [`Events`] bit: (port + 1) << 8 | slot, 0 when unused.

@@ -293,4 +293,68 @@ mod tests {
         assert_eq!(offset_of!(QuerySize, nr_frames), 4);
         assert_eq!(offset_of!(QuerySize, status), 12);
     }
+
+    /// xen-sys 0.0.0-pre2 is a bindgen of Xen 4.14's `xen.h`, `sched.h` and `event_channel.h`:
+    /// where it overlaps this crate's own definitions, the two must agree.
+    #[test]
+    fn constants_and_layouts_agree_with_xen_sys() {
+        use crate::{clock, events};
+        use xen_sys as x;
+        assert_eq!(nr::SET_TIMER_OP, x::__HYPERVISOR_set_timer_op);
+        assert_eq!(nr::MEMORY_OP, x::__HYPERVISOR_memory_op);
+        assert_eq!(nr::GRANT_TABLE_OP, x::__HYPERVISOR_grant_table_op);
+        assert_eq!(nr::SCHED_OP, x::__HYPERVISOR_sched_op);
+        assert_eq!(nr::EVENT_CHANNEL_OP, x::__HYPERVISOR_event_channel_op);
+        assert_eq!(nr::HVM_OP, x::__HYPERVISOR_hvm_op);
+        assert_eq!(VIRQ_TIMER, x::VIRQ_TIMER);
+        assert_eq!(SCHEDOP_SHUTDOWN, u64::from(x::SCHEDOP_shutdown));
+        assert_eq!(SHUTDOWN_POWEROFF, x::SHUTDOWN_poweroff);
+        assert_eq!(SHUTDOWN_CRASH, x::SHUTDOWN_crash);
+        assert_eq!(EVTCHNOP_BIND_VIRQ, u64::from(x::EVTCHNOP_bind_virq));
+        assert_eq!(EVTCHNOP_SEND, u64::from(x::EVTCHNOP_send));
+        assert_eq!(EVTCHNOP_ALLOC_UNBOUND, u64::from(x::EVTCHNOP_alloc_unbound));
+        assert_eq!(EVTCHNOP_UNMASK, u64::from(x::EVTCHNOP_unmask));
+        assert_eq!(
+            size_of::<AllocUnbound>(),
+            size_of::<x::evtchn_alloc_unbound>()
+        );
+        assert_eq!(
+            offset_of!(AllocUnbound, remote_dom),
+            offset_of!(x::evtchn_alloc_unbound, remote_dom)
+        );
+        assert_eq!(
+            offset_of!(AllocUnbound, port),
+            offset_of!(x::evtchn_alloc_unbound, port)
+        );
+        assert_eq!(size_of::<BindVirq>(), size_of::<x::evtchn_bind_virq>());
+        assert_eq!(
+            offset_of!(BindVirq, port),
+            offset_of!(x::evtchn_bind_virq, port)
+        );
+        assert_eq!(size_of::<u32>(), size_of::<x::sched_shutdown>());
+        assert_eq!(size_of::<u32>(), size_of::<x::evtchn_send>());
+        // The shared_info offsets the idle loop and the clocks read.
+        assert_eq!(
+            events::UPCALL_PENDING,
+            offset_of!(x::vcpu_info, evtchn_upcall_pending)
+        );
+        assert_eq!(
+            events::PENDING_SEL,
+            offset_of!(x::vcpu_info, evtchn_pending_sel)
+        );
+        assert_eq!(clock::TIME, offset_of!(x::vcpu_info, time));
+        assert_eq!(
+            events::EVTCHN_PENDING,
+            offset_of!(x::shared_info, evtchn_pending)
+        );
+        assert_eq!(events::EVTCHN_MASK, offset_of!(x::shared_info, evtchn_mask));
+        assert_eq!(clock::WC_VERSION, offset_of!(x::shared_info, wc_version));
+        assert_eq!(clock::WC_SEC, offset_of!(x::shared_info, wc_sec));
+        assert_eq!(clock::WC_NSEC, offset_of!(x::shared_info, wc_nsec));
+        assert_eq!(clock::WC_SEC_HI, offset_of!(x::shared_info, wc_sec_hi));
+        assert_eq!(8, offset_of!(x::vcpu_time_info, tsc_timestamp));
+        assert_eq!(16, offset_of!(x::vcpu_time_info, system_time));
+        assert_eq!(24, offset_of!(x::vcpu_time_info, tsc_to_system_mul));
+        assert_eq!(28, offset_of!(x::vcpu_time_info, tsc_shift));
+    }
 }
