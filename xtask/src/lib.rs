@@ -35,6 +35,7 @@ pub mod runner;
 pub mod setup;
 pub mod symbols;
 pub mod target;
+pub mod xen;
 
 use std::path::PathBuf;
 

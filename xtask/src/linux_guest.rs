@@ -38,20 +38,20 @@ const MODULES: [&str; 6] = [
 ];
 
 /// Minimal newc cpio writer.
-struct Cpio {
+pub(crate) struct Cpio {
     out: Vec<u8>,
     ino: u32,
 }
 
 impl Cpio {
-    fn new() -> Cpio {
+    pub(crate) fn new() -> Cpio {
         Cpio {
             out: Vec::new(),
             ino: 1,
         }
     }
 
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
+    pub(crate) fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
         let name_z = format!("{name}\0");
         let hdr = format!(
             "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
@@ -81,19 +81,19 @@ impl Cpio {
         }
     }
 
-    fn dir(&mut self, name: &str) {
+    pub(crate) fn dir(&mut self, name: &str) {
         self.entry(name, 0o040755, &[]);
     }
 
-    fn file(&mut self, name: &str, exec: bool, data: &[u8]) {
+    pub(crate) fn file(&mut self, name: &str, exec: bool, data: &[u8]) {
         self.entry(name, if exec { 0o100755 } else { 0o100644 }, data);
     }
 
-    fn symlink(&mut self, name: &str, target: &str) {
+    pub(crate) fn symlink(&mut self, name: &str, target: &str) {
         self.entry(name, 0o120777, target.as_bytes());
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         self.entry("TRAILER!!!", 0, &[]);
         while !self.out.len().is_multiple_of(512) {
             self.out.push(0);
@@ -159,33 +159,35 @@ http {
 "#;
 
 fn download(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let have = |prefix: &str| {
-        std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
-            })
-            .unwrap_or(false)
-    };
-    // The kernel metapackage only depends on the versioned image: resolve it.
-    let out = Command::new("apt-cache")
-        .args(["depends", PACKAGES[0]])
-        .output()?;
+    let image = resolve_kernel(PACKAGES[0])?;
+    download_packages(dir, &[image.as_str(), PACKAGES[1], PACKAGES[2]])
+}
+
+/// The versioned kernel package (`linux-image-6.1.0-57-cloud-amd64`) a kernel metapackage
+/// (`linux-image-cloud-amd64`) depends on.
+pub(crate) fn resolve_kernel(meta: &str) -> Result<String> {
+    let out = Command::new("apt-cache").args(["depends", meta]).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let image = text
-        .lines()
+    text.lines()
         .filter_map(|l| l.trim().strip_prefix("Depends: "))
         .find(|p| p.starts_with("linux-image-"))
-        .map(str::to_string);
-    let Some(image) = image else {
-        bail!(
-            "apt-cache cannot resolve {}: run `apt-get update` first",
-            PACKAGES[0]
-        );
-    };
-    for p in [image.as_str(), PACKAGES[1], PACKAGES[2]] {
-        if !have(&format!("{p}_")) {
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error(format!(
+                "apt-cache cannot resolve {meta}: run `apt-get update` first"
+            ))
+        })
+}
+
+/// Downloads each of `packages` into `dir` (`apt-get download`) unless a file of it is there.
+pub(crate) fn download_packages(dir: &Path, packages: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let have: Vec<String> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for p in packages {
+        if !have.iter().any(|n| n.starts_with(&format!("{p}_"))) {
             let mut c = Command::new("apt-get");
             c.current_dir(dir).args(["download", "-q", p]);
             cmd::run(&mut c, &format!("downloading the Debian package {p}"))?;
@@ -194,19 +196,35 @@ fn download(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Unpacks every package in `debs` into `root` (`dpkg-deb -x`) unless `marker`, a file one of
+/// them holds, is already there.
+pub(crate) fn unpack(debs: &Path, root: &Path, marker: &str) -> Result<()> {
+    if root.join(marker).exists() {
+        return Ok(());
+    }
+    for e in std::fs::read_dir(debs)?.flatten() {
+        let mut c = Command::new("dpkg-deb");
+        c.arg("-x").arg(e.path()).arg(root);
+        cmd::run(&mut c, "unpacking a Debian package")?;
+    }
+    Ok(())
+}
+
+/// Downloads (once) and unpacks the guest's packages (the cloud kernel, busybox-static and
+/// nginx); returns the directory they are unpacked in.
+pub(crate) fn unpacked_guest() -> Result<PathBuf> {
+    let base = crate::root().join("target/bench/linux");
+    download(&base.join("debs"))?;
+    let root = base.join("root");
+    unpack(&base.join("debs"), &root, "usr/sbin/nginx")?;
+    Ok(root)
+}
+
 /// Downloads (once) and assembles the Linux guest; `page` is served as `/612.html` and `/`.
 pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
     let base = crate::root().join("target/bench/linux");
     let debs = base.join("debs");
-    download(&debs)?;
-    let root = base.join("root");
-    if !root.join("usr/sbin/nginx").exists() {
-        for e in std::fs::read_dir(&debs)?.flatten() {
-            let mut c = Command::new("dpkg-deb");
-            c.arg("-x").arg(e.path()).arg(&root);
-            cmd::run(&mut c, "unpacking a Debian package")?;
-        }
-    }
+    let root = unpacked_guest()?;
     let (kernel, kver) = kernel_of(&root)?;
     let dirs = [
         "bin",
@@ -229,19 +247,7 @@ pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
     ];
     let mut c = busybox_cpio(&root, &kver, &dirs, INIT, &MODULES)?;
     c.file("bin/udhcpc.script", true, UDHCPC.as_bytes());
-    let nginx = root.join("usr/sbin/nginx");
-    c.file("usr/sbin/nginx", true, &std::fs::read(&nginx)?);
-    c.symlink("bin/nginx", "/usr/sbin/nginx");
-    add_libs(&mut c, &shared_libs_in(&nginx, &[])?)?;
-    c.file("etc/nginx.conf", false, NGINX_CONF.as_bytes());
-    c.file(
-        "etc/passwd",
-        false,
-        b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-    );
-    c.file("etc/group", false, b"root:x:0:\nnogroup:x:65534:\n");
-    c.file("www/612.html", false, page);
-    c.file("www/index.html", false, page);
+    add_nginx(&mut c, &root, page)?;
     let initrd = base.join("initrd.cpio");
     std::fs::write(&initrd, c.finish())?;
     let nginx_ver = downloaded(&debs, "nginx_")?;
@@ -255,8 +261,28 @@ pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
     })
 }
 
+/// Adds nginx (unpacked under `root`) with its libraries, `/etc/nginx.conf` and the users it
+/// needs, and `page` as `/www/612.html` and `/www/index.html`. The init script starts it with
+/// `nginx -c /etc/nginx.conf` after creating `/tmp`, `/var/log/nginx` and `/var/lib/nginx`.
+pub(crate) fn add_nginx(c: &mut Cpio, root: &Path, page: &[u8]) -> Result<()> {
+    let nginx = root.join("usr/sbin/nginx");
+    c.file("usr/sbin/nginx", true, &std::fs::read(&nginx)?);
+    c.symlink("bin/nginx", "/usr/sbin/nginx");
+    add_libs(c, &shared_libs_in(&nginx, &[])?)?;
+    c.file("etc/nginx.conf", false, NGINX_CONF.as_bytes());
+    c.file(
+        "etc/passwd",
+        false,
+        b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    );
+    c.file("etc/group", false, b"root:x:0:\nnogroup:x:65534:\n");
+    c.file("www/612.html", false, page);
+    c.file("www/index.html", false, page);
+    Ok(())
+}
+
 /// The kernel image in the unpacked packages under `root`, and its version.
-fn kernel_of(root: &Path) -> Result<(PathBuf, String)> {
+pub(crate) fn kernel_of(root: &Path) -> Result<(PathBuf, String)> {
     let kernel = std::fs::read_dir(root.join("boot"))?
         .flatten()
         .map(|e| e.path())
@@ -293,7 +319,7 @@ fn modules_of<'a>(
     Ok(modules)
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
@@ -388,7 +414,7 @@ pub struct StorageGuest {
 
 /// The file name of the downloaded package whose name starts with `prefix` (`nginx_`), or
 /// an empty string.
-fn downloaded(debs: &Path, prefix: &str) -> Result<String> {
+pub(crate) fn downloaded(debs: &Path, prefix: &str) -> Result<String> {
     Ok(std::fs::read_dir(debs)?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -399,7 +425,7 @@ fn downloaded(debs: &Path, prefix: &str) -> Result<String> {
 /// A cpio with the directories `dirs`, busybox (also as `/bin/sh`), `init` (its word
 /// `MODULES` replaced by the names of `modules`) and those modules of the kernel unpacked under
 /// `root`.
-fn busybox_cpio(
+pub(crate) fn busybox_cpio(
     root: &Path,
     kver: &str,
     dirs: &[&str],
@@ -454,7 +480,7 @@ fn storage_cpio(root: &Path, kver: &str, init: &str) -> Result<Cpio> {
 /// Downloads `packages` and, transitively, every `lib*` package they depend on that this
 /// machine does not have installed (the libraries it has are copied from it, as nginx's are:
 /// the same Debian release).
-fn download_with_libs(dir: &Path, packages: &[&str]) -> Result<()> {
+pub(crate) fn download_with_libs(dir: &Path, packages: &[&str]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let installed = |p: &str| {
         Command::new("dpkg-query")
@@ -490,23 +516,13 @@ fn download_with_libs(dir: &Path, packages: &[&str]) -> Result<()> {
         }
         fetch.push(p);
     }
-    let have: Vec<String> = std::fs::read_dir(dir)?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    for p in fetch {
-        if !have.iter().any(|n| n.starts_with(&format!("{p}_"))) {
-            let mut c = Command::new("apt-get");
-            c.current_dir(dir).args(["download", "-q", &p]);
-            cmd::run(&mut c, &format!("downloading the Debian package {p}"))?;
-        }
-    }
-    Ok(())
+    let fetch: Vec<&str> = fetch.iter().map(String::as_str).collect();
+    download_packages(dir, &fetch)
 }
 
 /// The shared libraries `binary` loads (with the interpreter), looked up in `dirs` first and
 /// then in the host's; an error names any that is found nowhere.
-fn shared_libs_in(binary: &Path, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub(crate) fn shared_libs_in(binary: &Path, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let path = std::env::join_paths(dirs).map_err(|e| Error(e.to_string()))?;
     let out = Command::new("ldd")
         .arg(binary)
@@ -534,23 +550,27 @@ fn shared_libs_in(binary: &Path, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(libs)
 }
 
-/// Adds `libs` to the cpio: the interpreter under `lib64/`, the rest in
-/// `lib/x86_64-linux-gnu/`, each the file a symbolic link names.
-fn add_libs(c: &mut Cpio, libs: &[PathBuf]) -> Result<()> {
+/// Adds `libs` to the cpio at [`lib_dest`], each the file a symbolic link names.
+pub(crate) fn add_libs(c: &mut Cpio, libs: &[PathBuf]) -> Result<()> {
     for lib in libs {
         let real = std::fs::canonicalize(lib)?;
-        let name = lib.to_string_lossy().trim_start_matches('/').to_string();
-        let name = if name.starts_with("lib64/") {
-            name
-        } else {
-            format!(
-                "lib/x86_64-linux-gnu/{}",
-                lib.file_name().unwrap_or_default().to_string_lossy()
-            )
-        };
-        c.file(&name, true, &std::fs::read(real)?);
+        c.file(&lib_dest(lib), true, &std::fs::read(real)?);
     }
     Ok(())
+}
+
+/// Where a guest gets the shared library `lib` (a host path), relative to its root: the
+/// interpreter under `lib64/`, the rest in `lib/x86_64-linux-gnu/`.
+pub(crate) fn lib_dest(lib: &Path) -> String {
+    let name = lib.to_string_lossy().trim_start_matches('/').to_string();
+    if name.starts_with("lib64/") {
+        name
+    } else {
+        format!(
+            "lib/x86_64-linux-gnu/{}",
+            lib.file_name().unwrap_or_default().to_string_lossy()
+        )
+    }
 }
 
 /// Assembles the storage baseline's two initramfs images (after [`prepare`], which unpacks
@@ -570,13 +590,7 @@ pub fn prepare_storage(kv_server: &Path) -> Result<StorageGuest> {
     download_with_libs(&debs, &["fio"])?;
     let sroot = base.join("storage-root");
     let fio_bin = sroot.join("usr/bin/fio");
-    if !fio_bin.exists() {
-        for e in std::fs::read_dir(&debs)?.flatten() {
-            let mut c = Command::new("dpkg-deb");
-            c.arg("-x").arg(e.path()).arg(&sroot);
-            cmd::run(&mut c, "unpacking a Debian package")?;
-        }
-    }
+    unpack(&debs, &sroot, "usr/bin/fio")?;
     let lib_dirs: Vec<PathBuf> = [
         "usr/lib/x86_64-linux-gnu",
         "lib/x86_64-linux-gnu",
