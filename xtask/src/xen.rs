@@ -197,6 +197,8 @@ fn base_cpio(root: &Path, kver: &str) -> Result<Vec<u8>> {
     c.symlink("bin/sh", "busybox");
     c.file("init", true, init.as_bytes());
     c.file("lib/fata.sh", false, dom0::LIB.as_bytes());
+    // Without it, every xl command says "Failed to read config file".
+    c.file("etc/xen/xl.conf", false, b"# xl defaults (none)\n");
     c.file(
         "etc/xen/scripts/fata-vif",
         true,
