@@ -291,7 +291,12 @@ fn real_main() -> Result<ExitCode> {
                     other => bail!("xen-linux: unknown word `{other}` (nginx, wrk)"),
                 }
             }
+            let t = std::time::Instant::now();
             let h = xtask::xen::prepare()?;
+            eprintln!(
+                "xtask: harness prepared in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
             let verbose = cli.verbose;
             let f = xtask::xen::linux::linux_domu(&h, &d, &mut |l| {
                 if verbose || l.text.contains("DOM0-") || l.text.contains("DOMU-") {
