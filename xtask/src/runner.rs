@@ -112,6 +112,30 @@ pub fn cmdline(args: &[String]) -> String {
         .join(" ")
 }
 
+/// Reads `out` until it ends, handing each line (decoded lossily, without its line ending,
+/// timed from `started`) to `f`, which returns false to stop.
+pub(crate) fn read_lines(out: impl Read, started: Instant, mut f: impl FnMut(Line) -> bool) {
+    let mut r = BufReader::new(out);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string();
+                if !f(Line {
+                    at: started.elapsed(),
+                    text,
+                }) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Makes the disks of `opts` ready for `target` ([`crate::disk::prepare_all`]: a missing image
 /// with a size is created) and refuses boot arguments that name disks besides them. [`boot`]
 /// does this; call it first to fail before a long build.
@@ -169,28 +193,15 @@ pub fn boot(image: &Image, opts: &BootOpts) -> Result<Running> {
     let echo = opts.echo;
     let c2 = console.clone();
     let r1 = std::thread::spawn(move || {
-        let mut r = BufReader::new(out);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&buf)
-                        .trim_end_matches(['\r', '\n'])
-                        .to_string();
-                    if echo {
-                        println!("{text}");
-                    }
-                    let (m, cv) = &*c2;
-                    m.lock().unwrap().lines.push(Line {
-                        at: started.elapsed(),
-                        text,
-                    });
-                    cv.notify_all();
-                }
+        read_lines(out, started, |line| {
+            if echo {
+                println!("{}", line.text);
             }
-        }
+            let (m, cv) = &*c2;
+            m.lock().unwrap().lines.push(line);
+            cv.notify_all();
+            true
+        });
         let (m, cv) = &*c2;
         m.lock().unwrap().done = true;
         cv.notify_all();

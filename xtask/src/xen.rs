@@ -20,6 +20,11 @@
 //!
 //! [`xl_config`] writes domain configurations; [`linux_domu_smoke`] proves the whole path
 //! with a Linux PVH domU that has a vif and a disk (`cargo xtask xen-linux`).
+//!
+//! Times on this machine (2 shared cores, QEMU 7.2 TCG): dom0 is ready for `xl create`
+//! 9–11 s after QEMU starts (Xen builds the PV dom0 in ~3 s of it), a Linux domU prints its
+//! ready line ~12 s after `xl create`, and the Linux session ends 22–30 s after QEMU's
+//! start. [`prepare`] takes 0.1 s once its cache is complete.
 
 pub mod dom0;
 pub mod linux;
@@ -32,7 +37,7 @@ use crate::linux_guest::{self, Cpio};
 use crate::runner::Line;
 use crate::{Error, Result, bail, cmd};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -129,8 +134,11 @@ pub fn prepare() -> Result<Harness> {
         std::fs::rename(&tmp, &xen)?;
     }
     let (dom0_kernel, dom0_kver) = linux_guest::kernel_of(&root)?;
+    // Written aside and renamed: a session of another process may be reading the old one.
     let base_initrd = dir.join("dom0-base.cpio");
-    std::fs::write(&base_initrd, base_cpio(&root, &dom0_kver)?)?;
+    let tmp = dir.join(format!("dom0-base.cpio.{}", std::process::id()));
+    std::fs::write(&tmp, base_cpio(&root, &dom0_kver)?)?;
+    std::fs::rename(&tmp, &base_initrd)?;
     let mut packages: Vec<String> = std::fs::read_dir(&debs)?
         .flatten()
         .map(|e| {
@@ -452,24 +460,7 @@ fn boot(
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
-        let mut r = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        while let Ok(n) = r.read_until(b'\n', &mut buf) {
-            if n == 0 {
-                break;
-            }
-            let text = String::from_utf8_lossy(&buf)
-                .trim_end_matches(['\r', '\n'])
-                .to_string();
-            buf.clear();
-            let line = Line {
-                at: started.elapsed(),
-                text,
-            };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
+        crate::runner::read_lines(stdout, started, |line| tx.send(line).is_ok());
     });
     let mut stderr = child.stderr.take().expect("piped");
     let err_reader = std::thread::spawn(move || {
