@@ -53,6 +53,18 @@ static HOOKS: spin::Once<Hooks> = spin::Once::new();
 static CRASHING: AtomicBool = AtomicBool::new(false);
 static PENDING: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
+/// The address of the platform's idle `hlt` (the one that follows `sti`), 0 if none.
+static IDLE_HALT: AtomicU64 = AtomicU64::new(0);
+
+/// Names the platform's idle `hlt` instruction (the one right after its `sti`). An interrupt
+/// taken *at* that address — before the `hlt` ran, which the `sti` interrupt shadow forbids on
+/// hardware but a nested hypervisor under emulation has been seen to allow — returns past it:
+/// otherwise the CPU would halt after the interrupt's handler ran, with the wake-up it brought
+/// already consumed, and sleep through the events it announced.
+pub fn set_idle_halt(addr: u64) {
+    IDLE_HALT.store(addr, Ordering::Relaxed);
+}
+
 /// Installs the platform's hooks (once; later calls are ignored).
 pub fn install(hooks: Hooks) {
     HOOKS.call_once(|| hooks);
@@ -256,6 +268,11 @@ mod imp {
     extern "C" fn fata_trap(frame: &mut TrapFrame) {
         let v = frame.vector;
         if v >= 32 {
+            let idle = IDLE_HALT.load(Ordering::Relaxed);
+            if idle != 0 && frame.rip == idle {
+                // `hlt` is one byte: resume after it (see `set_idle_halt`).
+                frame.rip += 1;
+            }
             PENDING[(v / 64) as usize].fetch_or(1 << (v % 64), Ordering::AcqRel);
             if let Some(h) = HOOKS.get() {
                 (h.interrupt)(v as u8);

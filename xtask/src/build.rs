@@ -167,7 +167,34 @@ fn build_app(
             return Err(explain(manifest, target, &msg, ""));
         }
     }
+    if target == Target::Xen {
+        write_xl(&path, package)?;
+    }
     Ok(Image { target, path })
+}
+
+/// Writes `IMAGE.xl` next to a `xen` image: a PVH domain with one network card on the
+/// `xenbr0` bridge, a disk line to fill in, and the boot arguments in `extra`.
+fn write_xl(image: &Path, package: &str) -> Result<()> {
+    let cfg = crate::xen::xl_config(&crate::xen::XlConfig {
+        name: package.to_string(),
+        kernel: image.display().to_string(),
+        memory_mib: 32,
+        vifs: vec!["bridge=xenbr0".into()],
+        ..Default::default()
+    })?;
+    let text = format!(
+        "# {package} for Xen, written by `cargo xtask build --target xen`.\n\
+         # Start it with `xl create -c {name}.xl`; boot arguments (fata's key=value words, e.g.\n\
+         # ipv4=10.0.0.2/24 gateway=10.0.0.1 log=debug) go in `extra`.\n\
+         {cfg}\
+\
+         # A disk for fata::kv (disk0 is the first): uncomment and name a raw image or a device.\n\
+         # disk = [ \"format=raw,vdev=xvda,access=rw,target=/srv/{package}.img\" ]\n",
+        name = package
+    );
+    let xl = image.with_extension("xl");
+    std::fs::write(&xl, text).map_err(|e| Error(format!("writing {}: {e}", xl.display())))
 }
 
 /// Turns a failed bare-metal build into the dependency analysis of `cargo xtask check`, or,

@@ -260,7 +260,12 @@ impl<H: Hypervisor> Blkfront<H> {
         while self.broken.is_none() {
             match self.ring.take(&mut entry) {
                 Ok(true) => {}
-                Ok(false) => break,
+                // Ask for a signal at the next response; take what raced in.
+                Ok(false) => match self.ring.final_check() {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => return self.fail_all(e.0),
+                },
                 Err(e) => return self.fail_all(e.0),
             }
             match Response::decode(&entry) {
@@ -371,11 +376,6 @@ impl<H: Hypervisor> BlockDevice for Blkfront<H> {
     fn service(&mut self) {
         self.stats.interrupts += 1;
         self.collect();
-        match self.ring.final_check() {
-            Err(e) => self.fail_all(e.0),
-            Ok(true) => self.collect(),
-            Ok(false) => {}
-        }
     }
 
     fn stats(&self) -> BlockStats {

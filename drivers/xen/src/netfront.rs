@@ -155,13 +155,18 @@ impl<H: Hypervisor> Inner<H> {
         }
     }
 
-    /// Takes every transmit response, freeing the buffers they name.
+    /// Takes every transmit response, freeing the buffers they name, and asks the back end
+    /// to signal the next one (so a wake-up is never missed, whoever calls this).
     fn reclaim_tx(&mut self) {
         let mut entry = [0u8; netif::TX_ENTRY];
         while self.broken.is_none() {
             match self.tx.take(&mut entry) {
                 Ok(true) => {}
-                Ok(false) => break,
+                Ok(false) => match self.tx.final_check() {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => return self.fail(e),
+                },
                 Err(e) => return self.fail(e),
             }
             let Some((id, status)) = netif::decode_tx_response(&entry) else {
@@ -182,14 +187,18 @@ impl<H: Hypervisor> Inner<H> {
     }
 
     /// Takes every receive response: frames go to `rx_ready`, refused ones are counted and
-    /// their buffers posted again.
+    /// their buffers posted again. Asks the back end to signal the next response.
     fn collect_rx(&mut self) {
         let mut entry = [0u8; netif::RX_ENTRY];
         let mut repost = false;
         while self.broken.is_none() {
             match self.rx.take(&mut entry) {
                 Ok(true) => {}
-                Ok(false) => break,
+                Ok(false) => match self.rx.final_check() {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => return self.fail(e),
+                },
                 Err(e) => return self.fail(e),
             }
             let Some(r) = netif::decode_rx_response(&entry) else {
@@ -521,20 +530,6 @@ impl<H: Hypervisor> NetDevice for Netfront<H> {
         i.stats.interrupts += 1;
         i.reclaim_tx();
         i.collect_rx();
-        if i.broken.is_some() {
-            return;
-        }
-        // Ask to be woken for the next responses; collect what raced in.
-        let rx = i.rx.final_check();
-        let tx = i.tx.final_check();
-        match (rx, tx) {
-            (Err(e), _) | (_, Err(e)) => i.fail(e),
-            (Ok(true), _) | (_, Ok(true)) => {
-                i.reclaim_tx();
-                i.collect_rx();
-            }
-            _ => {}
-        }
     }
 }
 

@@ -97,8 +97,6 @@ static HEAP_BYTES: AtomicU64 = AtomicU64::new(0);
 static NET_TAKEN: AtomicBool = AtomicBool::new(false);
 static DISKS_TAKEN: AtomicU64 = AtomicU64::new(0);
 
-/// The slot of xenstore's own port: it only wakes handshakes and is never reported.
-const STORE_SLOT: u8 = 63;
 const FIRST_DISK_SLOT: u8 = 1;
 const MAX_DISKS: usize = 62;
 
@@ -107,7 +105,7 @@ pub(crate) fn init(pfn: u64, port: u32, heap_bytes: u64) {
     HEAP_BYTES.store(heap_bytes, Ordering::Relaxed);
     let page = XenPage(crate::hw::special_page(pfn));
     *STORE.lock() = Some(XenStore::new(page, StoreNotify(port)));
-    events::bind(port, STORE_SLOT);
+    events::bind(port, events::INTERNAL_SLOT);
 }
 
 /// Waits for xenstored or a back end: 10 ms at most per call.

@@ -32,6 +32,11 @@ static PORTS: [AtomicU32; 16] = [const { AtomicU32::new(0) }; 16];
 /// Device bits seen by a wait that did not report them (a xenstore handshake's), to be
 /// reported by the next [`wait`].
 static CARRY: AtomicU64 = AtomicU64::new(0);
+/// Event bits of ports that are not devices (xenstore's): they wake [`pause`] and are never
+/// reported.
+pub(crate) const INTERNAL: u64 = 1 << INTERNAL_SLOT;
+/// The slot of internal ports.
+pub(crate) const INTERNAL_SLOT: u8 = 63;
 /// Events handled.
 pub(crate) static UPCALLS: AtomicU64 = AtomicU64::new(0);
 
@@ -114,27 +119,38 @@ fn scan() -> u64 {
     out
 }
 
-/// Idles until an event or `deadline` (monotonic ns); the device bits seen.
-pub(crate) fn wait(deadline: Option<Nanos>) -> Events {
-    let carried = CARRY.swap(0, Ordering::AcqRel);
-    let seen = scan() | carried;
+/// Idles until an event or `deadline` (monotonic ns); the event bits seen.
+fn idle(deadline: Option<Nanos>) -> u64 {
+    let seen = scan();
     if seen != 0 {
-        return Events(seen);
+        return seen;
     }
     if let Some(d) = deadline {
         if d <= crate::clock::monotonic_ns() {
-            return Events::NONE;
+            return 0;
         }
         // Flags 0 (set_timer_op): a deadline that passed meanwhile fires at once.
         let _ = hypercall::set_timer_op(crate::clock::to_system_time(d));
     }
     hw::wait_for_interrupt();
-    Events(scan())
+    scan()
+}
+
+/// Idles until an event or `deadline` (monotonic ns); the device bits seen (internal ports,
+/// such as xenstore's, only wake).
+pub(crate) fn wait(deadline: Option<Nanos>) -> Events {
+    let carried = CARRY.swap(0, Ordering::AcqRel);
+    let seen = if carried != 0 {
+        scan() | carried
+    } else {
+        idle(deadline)
+    };
+    Events(seen & !INTERNAL)
 }
 
 /// A wait during a device handshake: idles until an event or `ns` have passed, and keeps the
 /// device bits it saw for the next [`wait`].
 pub(crate) fn pause(ns: Nanos) {
-    let e = wait(Some(crate::clock::monotonic_ns().saturating_add(ns)));
-    CARRY.fetch_or(e.0, Ordering::AcqRel);
+    let seen = idle(Some(crate::clock::monotonic_ns().saturating_add(ns)));
+    CARRY.fetch_or(seen & !INTERNAL, Ordering::AcqRel);
 }

@@ -111,13 +111,40 @@ pub(crate) fn outb(port: u16, v: u8) {
     };
 }
 
+core::arch::global_asm!(
+    r#"
+    .section .text.fata_xen_idle, "ax", @progbits
+    .globl fata_xen_idle
+    .type fata_xen_idle, @function
+fata_xen_idle:
+    sti
+    .globl fata_xen_idle_hlt
+fata_xen_idle_hlt:
+    hlt
+    cli
+    ret
+    .size fata_xen_idle, . - fata_xen_idle
+"#
+);
+
+unsafe extern "C" {
+    fn fata_xen_idle();
+    static fata_xen_idle_hlt: u8;
+}
+
+/// The address of the idle `hlt` (for `fata_boot::trap::set_idle_halt`).
+pub(crate) fn idle_hlt_address() -> u64 {
+    core::ptr::addr_of!(fata_xen_idle_hlt) as u64
+}
+
 /// Halts until the next interrupt, which is taken; returns with interrupts disabled again.
 pub(crate) fn wait_for_interrupt() {
-    // SAFETY: `sti; hlt` is the atomic idle idiom: the interrupt shadow of `sti` makes `hlt`
-    // run before any interrupt is taken, so an upcall that became pending while interrupts
-    // were off wakes the `hlt` instead of being lost. Every vector has an IST stack and the
-    // stubs save all state. Interrupts are off again after `cli`.
-    unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    // SAFETY: `sti; hlt; cli` is the atomic idle idiom: the interrupt shadow of `sti` makes
+    // `hlt` run before any interrupt is taken, so an upcall that became pending while
+    // interrupts were off wakes the `hlt` instead of being lost (and should an interrupt be
+    // taken at the `hlt` anyway, the trap layer resumes after it: `set_idle_halt`). Every
+    // vector has an IST stack and the stubs save all state; the function clobbers nothing.
+    unsafe { fata_xen_idle() };
 }
 
 /// Stops this CPU for good (the last resort after a failed shutdown).
@@ -153,7 +180,7 @@ impl Phys {
 
     fn check(off: usize, len: usize, align: usize) {
         assert!(
-            off.checked_add(len).is_some_and(|e| e <= 4096) && off % align == 0,
+            off.checked_add(len).is_some_and(|e| e <= 4096) && off.is_multiple_of(align),
             "shared page access out of bounds"
         );
     }

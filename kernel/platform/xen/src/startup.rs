@@ -58,6 +58,7 @@ pub(crate) fn start(start_info_paddr: u32) -> BootInfo {
         interrupt: events::on_interrupt,
     });
     fata_boot::cpu::init();
+    fata_boot::trap::set_idle_halt(hw::idle_hlt_address());
 
     let Some(base) = find_xen() else {
         exit::not_on_xen();
