@@ -15,9 +15,13 @@ cargo xtask <command> [options] [-- boot arguments]
 commands:
   setup                 install what is missing (QEMU, via apt-get) and boot `hello`
   build                 build an image
-  run                   build, then boot it (QEMU for virtio, a process for unix)
+  run                   build, then boot it (QEMU for virtio, a process for unix, `xl create`
+                        on a nested Xen under QEMU for xen: the guest is 10.0.0.2, dom0
+                        10.0.0.1)
   test                  run the whole test suite (formatting, clippy on every platform,
-                        unit tests, QEMU and unix tests);
+                        unit tests, QEMU, nested Xen and unix tests);
+                        with --xen: only the Xen target's tests (unit tests and one nested
+                        Xen session, about a minute once its Debian packages are cached);
                         with --example: build, boot and require exit 0
   lint                  formatting and clippy only
   check                 can the app run on every target? Names the dependency that needs
@@ -32,7 +36,7 @@ commands:
                         httpd; -- wrk: load it from dom0 with wrk; -v: every serial line)
 
 options:
-  --target virtio|unix  platform (default: virtio)
+  --target virtio|xen|unix  platform (default: virtio)
   --example NAME        application under examples/ (default: hello)
   --release             optimised build
   --machine microvm|q35|pc   QEMU machine (default: microvm)
@@ -71,6 +75,7 @@ struct Cli {
     tap: Option<String>,
     nic: Vec<String>,
     disks: Vec<xtask::disk::DiskSpec>,
+    xen: bool,
     args: Vec<String>,
 }
 
@@ -93,6 +98,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
         tap: None,
         nic: Vec::new(),
         disks: Vec::new(),
+        xen: false,
         args: Vec::new(),
     };
     let mut example_given = false;
@@ -130,6 +136,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
             "--quick" => cli.quick = true,
             "--manifest-path" => cli.manifest = Some(value("--manifest-path")?.into()),
             "--verbose" | "-v" => cli.verbose = true,
+            "--xen" => cli.xen = true,
             "--only" => cli.only = Some(value("--only")?),
             "--nic" => cli.nic.push(value("--nic")?),
             "--disk" => cli
@@ -165,8 +172,50 @@ fn do_build(cli: &Cli) -> Result<xtask::build::Image> {
     Ok(img)
 }
 
+/// `run --target xen`: the image on the nested Xen harness.
+fn do_run_xen(cli: &Cli, require_success: bool) -> Result<ExitCode> {
+    if !cli.forwards.is_empty() || cli.tap.is_some() || !cli.nic.is_empty() {
+        bail!(
+            "-p, --tap and --nic are QEMU options; on the nested Xen the guest is 10.0.0.2 behind dom0"
+        );
+    }
+    xtask::cleanup::install();
+    let img = do_build(cli)?;
+    let h = xtask::xen::prepare()?;
+    eprintln!(
+        "xtask: booting Xen and dom0 under QEMU (TCG), then `xl create` (about 10 s before the guest starts)"
+    );
+    let r = xtask::xen::guest::run_guest(
+        &h,
+        &img.path,
+        &xtask::runner::cmdline(&cli.args),
+        cli.memory.min(4096),
+        &cli.disks,
+        cli.timeout,
+        cli.verbose,
+    )?;
+    if r.timed_out {
+        bail!(
+            "the domain did not finish within {:?} and was destroyed (raise it with --timeout)",
+            cli.timeout
+        );
+    }
+    match r.code {
+        Some(0) => Ok(ExitCode::SUCCESS),
+        Some(c) if !require_success => Ok(ExitCode::from(c)),
+        Some(c) => bail!("`{}` exited with code {c}", cli.example),
+        None => bail!(
+            "the domain ended without printing its exit code\n{}",
+            r.output.summary()
+        ),
+    }
+}
+
 /// Boots and returns the image's exit code as ours.
 fn do_run(cli: &Cli, require_success: bool) -> Result<ExitCode> {
+    if cli.target == Target::Xen {
+        return do_run_xen(cli, require_success);
+    }
     if cli.target == Target::Virtio {
         xtask::qemu::find()?;
     }
@@ -250,6 +299,24 @@ fn real_main() -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        "test" if cli.xen => {
+            // Only the Xen target: its drivers' and platform's unit tests, then the nested
+            // Xen session (tests/tests/xen.rs).
+            let mut c = xtask::build::cargo();
+            c.current_dir(xtask::root()).args([
+                "test",
+                "--package",
+                "fata-xen",
+                "--package",
+                "fata-platform-xen",
+            ]);
+            cmd::run(&mut c, "the Xen drivers' and platform's unit tests")?;
+            let mut x = xtask::build::cargo();
+            x.current_dir(xtask::root())
+                .args(["test", "--package", "fata-tests", "--test", "xen"]);
+            cmd::run(&mut x, "the nested Xen tests")?;
+            Ok(ExitCode::SUCCESS)
         }
         "test" => {
             xtask::setup::ensure_qemu()?;

@@ -27,6 +27,7 @@
 //! start. [`prepare`] takes 0.1 s once its cache is complete.
 
 pub mod dom0;
+pub mod guest;
 pub mod linux;
 pub mod xl;
 
