@@ -28,6 +28,7 @@
 // Code used only by the image (entry, hardware init) is dead in host unit tests.
 #![cfg_attr(test, allow(dead_code))]
 
+pub mod app;
 pub mod cpu;
 #[cfg(all(feature = "image", not(test)))]
 #[allow(unsafe_code)]
@@ -40,3 +41,23 @@ pub mod memory;
 pub mod paging;
 pub mod start_info;
 pub mod trap;
+
+/// `core::fmt::Write` over a platform's console function, for what the platform says before
+/// the runtime's logger exists.
+pub struct Console(pub fn(&[u8]));
+
+impl core::fmt::Write for Console {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        (self.0)(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Says on `console` why the machine cannot run the application, and the exit line the runtime
+/// would print (`fata: exit N (Name)`); the platform then stops with `code`.
+pub fn refuse(console: fn(&[u8]), code: fata_hal::ExitCode, why: core::fmt::Arguments<'_>) {
+    use core::fmt::Write;
+    let mut c = Console(console);
+    let _ = writeln!(c, "fata: cannot boot: {why}");
+    let _ = writeln!(c, "fata: exit {} ({:?})", code.code(), code);
+}

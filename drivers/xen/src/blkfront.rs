@@ -258,14 +258,9 @@ impl<H: Hypervisor> Blkfront<H> {
     fn collect(&mut self) {
         let mut entry = [0u8; blkif::ENTRY];
         while self.broken.is_none() {
-            match self.ring.take(&mut entry) {
+            match self.ring.next(&mut entry) {
                 Ok(true) => {}
-                // Ask for a signal at the next response; take what raced in.
-                Ok(false) => match self.ring.final_check() {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(e) => return self.fail_all(e.0),
-                },
+                Ok(false) => break,
                 Err(e) => return self.fail_all(e.0),
             }
             match Response::decode(&entry) {

@@ -160,13 +160,9 @@ impl<H: Hypervisor> Inner<H> {
     fn reclaim_tx(&mut self) {
         let mut entry = [0u8; netif::TX_ENTRY];
         while self.broken.is_none() {
-            match self.tx.take(&mut entry) {
+            match self.tx.next(&mut entry) {
                 Ok(true) => {}
-                Ok(false) => match self.tx.final_check() {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(e) => return self.fail(e),
-                },
+                Ok(false) => break,
                 Err(e) => return self.fail(e),
             }
             let Some((id, status)) = netif::decode_tx_response(&entry) else {
@@ -192,13 +188,9 @@ impl<H: Hypervisor> Inner<H> {
         let mut entry = [0u8; netif::RX_ENTRY];
         let mut repost = false;
         while self.broken.is_none() {
-            match self.rx.take(&mut entry) {
+            match self.rx.next(&mut entry) {
                 Ok(true) => {}
-                Ok(false) => match self.rx.final_check() {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(e) => return self.fail(e),
-                },
+                Ok(false) => break,
                 Err(e) => return self.fail(e),
             }
             let Some(r) = netif::decode_rx_response(&entry) else {
@@ -391,16 +383,10 @@ impl<H: Hypervisor> Netfront<H> {
     /// A one-line description for the boot log.
     pub fn describe(&self) -> String {
         let i = self.inner.borrow();
-        let m = self.mac;
         format!(
-            "xen netfront {}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} rx and {} tx buffers, event channel {}",
+            "xen netfront {}: mac {}, {} rx and {} tx buffers, event channel {}",
             self.path,
-            m[0],
-            m[1],
-            m[2],
-            m[3],
-            m[4],
-            m[5],
+            fata_hal::net::Mac(self.mac),
             i.rx_bufs.len(),
             i.tx_bufs.len(),
             i.port

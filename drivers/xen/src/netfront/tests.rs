@@ -280,66 +280,45 @@ fn oversized_frames_from_the_stack_are_dropped_and_counted() {
     assert_eq!(b.nf.stats().tx_dropped, 1);
 }
 
-#[test]
-fn a_bad_mac_or_a_closing_back_end_fails_the_connect_with_a_reason() {
+/// Connects with `mac` in xenstore and the back end in `state` and `hv`; the error.
+fn connect_error(mac: &str, state: &str, hv: SimHv) -> ConnectError {
     let (mut xs, d) = setup(64);
-    store(&d, "00:16:3e:00:00");
-    let dd = d.clone();
-    let e = Netfront::connect(
-        SimHv::default(),
-        &mut xs,
-        "device/vif/0",
-        SMALL,
-        &mut || dd.borrow_mut().step(),
-    )
-    .err()
-    .unwrap();
-    assert!(matches!(e, ConnectError::BadMac(_)), "{e}");
-
-    let (mut xs, d) = setup(64);
-    store(&d, "00:16:3e:00:00:02");
+    store(&d, mac);
     d.borrow_mut()
         .store
-        .insert(format!("{BE}/state"), "6".into());
+        .insert(format!("{BE}/state"), state.into());
     let dd = d.clone();
-    let e = Netfront::connect(
-        SimHv::default(),
-        &mut xs,
-        "device/vif/0",
-        SMALL,
-        &mut || dd.borrow_mut().step(),
-    )
+    Netfront::connect(hv, &mut xs, "device/vif/0", SMALL, &mut || {
+        dd.borrow_mut().step()
+    })
     .err()
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_bad_mac_or_a_closing_back_end_fails_the_connect_with_a_reason() {
+    let e = connect_error("00:16:3e:00:00", "2", SimHv::default());
+    assert!(matches!(e, ConnectError::BadMac(_)), "{e}");
+    let e = connect_error("00:16:3e:00:00:02", "6", SimHv::default());
     assert!(e.to_string().contains("closed"), "{e}");
 }
 
 #[test]
 fn a_full_grant_table_or_heap_fails_the_connect_cleanly() {
     for limit in [0u32, 3, 9] {
-        let (mut xs, d) = setup(64);
-        store(&d, "00:16:3e:00:00:02");
         let hv = SimHv::default();
         hv.0.borrow_mut().grant_limit = Some(limit);
-        let dd = d.clone();
-        let e = Netfront::connect(hv, &mut xs, "device/vif/0", SMALL, &mut || {
-            dd.borrow_mut().step()
-        })
-        .err()
-        .unwrap();
-        assert_eq!(e, ConnectError::NoGrant);
+        assert_eq!(
+            connect_error("00:16:3e:00:00:02", "2", hv),
+            ConnectError::NoGrant
+        );
     }
-    let (mut xs, d) = setup(64);
-    store(&d, "00:16:3e:00:00:02");
     let hv = SimHv::default();
     hv.0.borrow_mut().page_limit = Some(5);
-    let dd = d.clone();
-    let e = Netfront::connect(hv, &mut xs, "device/vif/0", SMALL, &mut || {
-        dd.borrow_mut().step()
-    })
-    .err()
-    .unwrap();
-    assert_eq!(e, ConnectError::NoMemory);
+    assert_eq!(
+        connect_error("00:16:3e:00:00:02", "2", hv),
+        ConnectError::NoMemory
+    );
 }
 
 #[test]

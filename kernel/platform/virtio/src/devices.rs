@@ -132,15 +132,9 @@ fn start(
     let mut what = String::new();
     let _ = dev.describe(&mut what);
     let (rxq, txq) = dev.queue_sizes();
-    let m = fata_hal::net::NetDevice::mac(&dev);
     log::info!(
-        "net: {what}, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, queues rx {rxq} tx {txq}, {} rx buffers posted",
-        m[0],
-        m[1],
-        m[2],
-        m[3],
-        m[4],
-        m[5],
+        "net: {what}, mac {}, queues rx {rxq} tx {txq}, {} rx buffers posted",
+        fata_hal::net::Mac(fata_hal::net::NetDevice::mac(&dev)),
         dev.rx_posted()
     );
     Ok((dev, events))

@@ -9,23 +9,18 @@ use fata_boot::memory;
 use fata_boot::start_info::{self, StartInfoError};
 use fata_hal::{BootInfo, ExitCode};
 
-struct Out;
-impl core::fmt::Write for Out {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        console::write(s.as_bytes());
-        Ok(())
-    }
+fn out(b: &[u8]) {
+    console::write(b);
 }
 
 macro_rules! say {
     ($($arg:tt)*) => {{
-        let _ = core::fmt::Write::write_fmt(&mut Out, format_args!($($arg)*));
+        let _ = core::fmt::Write::write_fmt(&mut fata_boot::Console(out), format_args!($($arg)*));
     }};
 }
 
 fn fail(code: ExitCode, args: core::fmt::Arguments<'_>) -> ! {
-    say!("fata: cannot boot: {}\n", args);
-    say!("fata: exit {} ({:?})\n", code.code(), code);
+    fata_boot::refuse(out, code, args);
     exit::exit(code.code())
 }
 
