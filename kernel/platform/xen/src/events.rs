@@ -13,7 +13,7 @@
 
 use crate::hw::{self, Phys};
 use crate::hypercall;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use fata_hal::{Events, Nanos};
 
 /// The vector Xen injects for events (`HVM_PARAM_CALLBACK_IRQ`, type 2).
@@ -28,7 +28,7 @@ pub(crate) const EVTCHN_MASK: usize = 2560;
 const WORDS: usize = 64;
 
 /// A port that maps to an [`Events`] bit: (port + 1) << 8 | slot, 0 when unused.
-static PORTS: [AtomicU32; 16] = [const { AtomicU32::new(0) }; 16];
+static PORTS: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
 /// Device bits seen by a wait that did not report them (a xenstore handshake's), to be
 /// reported by the next [`wait`].
 static CARRY: AtomicU64 = AtomicU64::new(0);
@@ -57,7 +57,7 @@ pub(crate) fn bind(port: u32, slot: u8) {
     for p in &PORTS {
         if p.compare_exchange(
             0,
-            ((port + 1) << 8) | u32::from(slot),
+            ((u64::from(port) + 1) << 8) | u64::from(slot),
             Ordering::AcqRel,
             Ordering::Acquire,
         )
@@ -85,7 +85,7 @@ pub(crate) fn on_interrupt(vector: u8) {
 fn slot_of(port: u32) -> Option<u8> {
     PORTS.iter().find_map(|p| {
         let v = p.load(Ordering::Acquire);
-        (v != 0 && (v >> 8) == port + 1).then_some(v as u8)
+        (v != 0 && (v >> 8) == u64::from(port) + 1).then_some(v as u8)
     })
 }
 
