@@ -16,6 +16,7 @@ use std::time::Duration;
 
 mod limits;
 mod storage;
+mod xen;
 
 pub use storage::{KvFigures, kv_load, kv_load_cli};
 
@@ -24,7 +25,7 @@ pub use storage::{KvFigures, kv_load, kv_load_cli};
 pub struct CompareOpts {
     /// Fewer runs and shorter measurements (a smoke run, not figures to quote).
     pub quick: bool,
-    /// Only this figure group: size, boot, memory, limits, wrk, bulk, hosted, storage.
+    /// Only this figure group: size, boot, memory, limits, wrk, bulk, hosted, storage, xen.
     pub only: Option<String>,
 }
 
@@ -223,8 +224,13 @@ pub fn page() -> Vec<u8> {
 
 /// Builds an example for `virtio`, release.
 pub(crate) fn release_image(example: &str) -> Result<Image> {
+    release_build(Target::Virtio, example)
+}
+
+/// Builds an example for `target`, release.
+pub(crate) fn release_build(target: Target, example: &str) -> Result<Image> {
     build(&BuildOpts {
-        target: Target::Virtio,
+        target,
         example: example.into(),
         release: true,
     })
@@ -413,6 +419,12 @@ fn wrk(ns: &Netns, url: &str, conns: u32, secs: u32) -> Result<(f64, f64, f64)> 
     if !ok {
         bail!("wrk failed (apt-get install wrk): {out}");
     }
+    parse_wrk(&out)
+}
+
+/// Requests/s and the p50 and p99 latencies in ms of a `wrk --latency` report; an error if
+/// wrk saw answers other than 2xx.
+pub(crate) fn parse_wrk(out: &str) -> Result<(f64, f64, f64)> {
     let field = |prefix: &str| -> Option<&str> {
         out.lines()
             .map(str::trim)
@@ -727,12 +739,12 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     let want = |g: &str| opts.only.as_deref().is_none_or(|o| o == g);
     if let Some(o) = &opts.only
         && ![
-            "size", "boot", "memory", "limits", "wrk", "bulk", "hosted", "storage",
+            "size", "boot", "memory", "limits", "wrk", "bulk", "hosted", "storage", "xen",
         ]
         .contains(&o.as_str())
     {
         bail!(
-            "unknown figure group `{o}`; the groups are: size, boot, memory, limits, wrk, bulk, hosted, storage"
+            "unknown figure group `{o}`; the groups are: size, boot, memory, limits, wrk, bulk, hosted, storage, xen"
         );
     }
     let runs = if opts.quick { 2 } else { 10 };
@@ -776,6 +788,11 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     if want("storage") {
         let ns = Netns::new("storage", 1500);
         storage_notes = storage::storage_figures(&s, &ns, opts.quick, &mut storage_rows)?;
+    }
+    let mut xen_rows = Vec::new();
+    let mut xen_notes = String::new();
+    if want("xen") {
+        xen_notes = xen::xen_figures(opts.quick, &mut xen_rows)?;
     }
     let mut hosted = Vec::new();
     if want("hosted") {
@@ -823,6 +840,17 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
         doc.push('\n');
         doc.push_str(&storage_table);
     }
+    let xen_table = render(&xen_rows);
+    if !xen_rows.is_empty() {
+        doc.push_str(
+            "\n## Xen: PVH domUs on a nested Xen\n\n\
+             fata's `xen` images against a Linux PVH domU, side by side in one session of the \
+             nested Xen harness (`xtask/src/xen.rs`).\n\n",
+        );
+        doc.push_str(&xen_notes);
+        doc.push('\n');
+        doc.push_str(&xen_table);
+    }
     if !hosted.is_empty() {
         doc.push_str(
             "\n## Hosted: the `unix` build against a small std Rust server\n\n\
@@ -843,6 +871,9 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     println!("{table}");
     if !storage_rows.is_empty() {
         println!("{storage_notes}\n{storage_table}");
+    }
+    if !xen_rows.is_empty() {
+        println!("{xen_notes}\n{xen_table}");
     }
     if !hosted.is_empty() {
         println!("{hosted_table}");
