@@ -3,7 +3,8 @@
 //!
 //! The domU is the Linux benchmark guest's kernel and busybox (Debian's cloud kernel, whose
 //! `xen-netfront` and `xen-blkfront` are modules; [`crate::linux_guest`]) with its own
-//! initramfs: it writes a marker onto `/dev/xvda`, takes 10.0.0.2/24 on `eth0`, starts a web
+//! initramfs: it writes a marker onto `/dev/xvda` (the smoke session; the `xen` bench group's
+//! domU has no disk), takes 10.0.0.2/24 on `eth0`, starts a web
 //! server (busybox `httpd`, or nginx with the benchmark guest's configuration) and prints
 //! `DOMU-READY`. dom0 times the way to that line and to the first answered GET, checks the
 //! page, optionally loads the server with `wrk`, destroys the domU and finds the marker in
