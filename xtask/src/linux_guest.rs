@@ -37,6 +37,28 @@ const MODULES: [&str; 6] = [
     "virtio_net",
 ];
 
+/// The directories of a web server guest's initramfs (the benchmark's Linux guest, the Xen
+/// harness's Linux domU).
+pub(crate) const WEB_GUEST_DIRS: [&str; 17] = [
+    "bin",
+    "sbin",
+    "usr",
+    "usr/sbin",
+    "etc",
+    "proc",
+    "sys",
+    "dev",
+    "tmp",
+    "www",
+    "lib",
+    "lib64",
+    "lib/modules",
+    "lib/x86_64-linux-gnu",
+    "var",
+    "var/log",
+    "var/lib",
+];
+
 /// Minimal newc cpio writer.
 pub(crate) struct Cpio {
     out: Vec<u8>,
@@ -229,25 +251,7 @@ pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
     let debs = base.join("debs");
     let root = unpacked_guest()?;
     let (kernel, kver) = kernel_of(&root)?;
-    let dirs = [
-        "bin",
-        "sbin",
-        "usr",
-        "usr/sbin",
-        "etc",
-        "proc",
-        "sys",
-        "dev",
-        "tmp",
-        "www",
-        "lib",
-        "lib64",
-        "lib/modules",
-        "lib/x86_64-linux-gnu",
-        "var",
-        "var/log",
-        "var/lib",
-    ];
+    let dirs = WEB_GUEST_DIRS;
     let mut c = busybox_cpio(&root, &kver, &dirs, INIT, &MODULES)?;
     c.file("bin/udhcpc.script", true, UDHCPC.as_bytes());
     add_nginx(&mut c, &root, page)?;

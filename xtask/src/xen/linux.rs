@@ -168,25 +168,7 @@ pub(crate) struct DomuImage {
 pub(crate) fn domu_image(nginx: bool, disk: bool, page: &[u8]) -> Result<DomuImage> {
     let root = linux_guest::unpacked_guest()?;
     let (kernel, kver) = linux_guest::kernel_of(&root)?;
-    let dirs = [
-        "bin",
-        "sbin",
-        "usr",
-        "usr/sbin",
-        "etc",
-        "proc",
-        "sys",
-        "dev",
-        "tmp",
-        "www",
-        "lib",
-        "lib64",
-        "lib/modules",
-        "lib/x86_64-linux-gnu",
-        "var",
-        "var/log",
-        "var/lib",
-    ];
+    let dirs = linux_guest::WEB_GUEST_DIRS;
     let server = if nginx {
         "nginx -c /etc/nginx.conf || echo \"domU: nginx did not start\""
     } else {
