@@ -146,6 +146,8 @@ pub struct UserNetBoot<'a> {
     pub qemu_extra: &'a [&'a str],
     /// Disks (`disk0`, `disk1`, ...).
     pub disks: &'a [xtask::disk::DiskSpec],
+    /// Boot from this disk (`cargo xtask image`) through the firmware instead of `-kernel`.
+    pub boot_disk: Option<xtask::qemu::BootDisk>,
 }
 
 impl<'a> UserNetBoot<'a> {
@@ -159,6 +161,7 @@ impl<'a> UserNetBoot<'a> {
             nic: &[],
             qemu_extra: &[],
             disks: &[],
+            boot_disk: None,
         }
     }
 
@@ -177,6 +180,7 @@ impl<'a> UserNetBoot<'a> {
             nic,
             qemu_extra,
             disks,
+            ref boot_disk,
         } = *self;
         let img = image(Target::Virtio, example);
         let host = free_port();
@@ -191,6 +195,7 @@ impl<'a> UserNetBoot<'a> {
         });
         opts.qemu.nic_props = nic.iter().map(|s| s.to_string()).collect();
         opts.qemu.extra = qemu_extra.iter().map(|s| s.to_string()).collect();
+        opts.qemu.boot_disk = boot_disk.clone();
         let vm = xtask::runner::boot(&img, &opts).map_err(|e| format!("booting {example}: {e}"))?;
         if let Err(e) = vm.wait_for_line(&format!("fata: ready tcp/{guest_port}"), BOOT_TIMEOUT) {
             let out = vm

@@ -25,6 +25,7 @@ pub mod cmd;
 pub mod compare;
 pub mod disk;
 pub mod elfcheck;
+pub mod image;
 pub mod json;
 pub mod lint;
 pub mod linux_guest;

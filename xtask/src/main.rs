@@ -15,6 +15,11 @@ cargo xtask <command> [options] [-- boot arguments]
 commands:
   setup                 install what is missing (QEMU, via apt-get) and boot `hello`
   build                 build an image
+  image                 a bootable disk of a virtio image (release): --format raw (BIOS,
+                        default), gce (disk.raw in a tar.gz for Compute Engine) or qcow2;
+                        --out PATH (default target/image/NAME.FORMAT); boot arguments after
+                        --; --data-disk SIZE adds a blank NAME-data.raw for fata::kv.
+                        --set-args DISK -- ARGS changes a raw disk's arguments, no rebuild
   run                   build, then boot it (QEMU for virtio, a process for unix, `xl create`
                         on a nested Xen under QEMU for xen: the guest is 10.0.0.2, dom0
                         10.0.0.1)
@@ -76,6 +81,10 @@ struct Cli {
     nic: Vec<String>,
     disks: Vec<xtask::disk::DiskSpec>,
     xen: bool,
+    format: Option<String>,
+    out: Option<std::path::PathBuf>,
+    set_args: Option<std::path::PathBuf>,
+    data_disk: Option<u64>,
     args: Vec<String>,
 }
 
@@ -99,6 +108,10 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
         nic: Vec::new(),
         disks: Vec::new(),
         xen: false,
+        format: None,
+        out: None,
+        set_args: None,
+        data_disk: None,
         args: Vec::new(),
     };
     let mut example_given = false;
@@ -137,6 +150,13 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
             "--manifest-path" => cli.manifest = Some(value("--manifest-path")?.into()),
             "--verbose" | "-v" => cli.verbose = true,
             "--xen" => cli.xen = true,
+            "--format" => cli.format = Some(value("--format")?),
+            "--out" => cli.out = Some(value("--out")?.into()),
+            "--set-args" => cli.set_args = Some(value("--set-args")?.into()),
+            "--data-disk" => {
+                let v = value("--data-disk")?;
+                cli.data_disk = Some(xtask::disk::parse_size(&v)?);
+            }
             "--only" => cli.only = Some(value("--only")?),
             "--nic" => cli.nic.push(value("--nic")?),
             "--disk" => cli
@@ -170,6 +190,53 @@ fn do_build(cli: &Cli) -> Result<xtask::build::Image> {
     let size = std::fs::metadata(&img.path)?.len();
     eprintln!("xtask: image {} ({} KiB)", img.path.display(), size / 1024);
     Ok(img)
+}
+
+/// `image`: a bootable disk artefact (or new boot arguments for one).
+fn do_image(cli: &Cli) -> Result<()> {
+    let args = xtask::runner::cmdline(&cli.args);
+    if let Some(disk) = &cli.set_args {
+        xtask::image::set_args(disk, &args)?;
+        eprintln!("xtask: {} boots with: {args}", disk.display());
+        return Ok(());
+    }
+    if cli.target != Target::Virtio {
+        bail!(
+            "disk images are for --target virtio (QEMU, KVM clouds); a xen image boots with its .xl file"
+        );
+    }
+    let format = xtask::image::Format::parse(cli.format.as_deref().unwrap_or("raw"))?;
+    xtask::image::check_args(&args)?;
+    let t = std::time::Instant::now();
+    let img = build(&BuildOpts {
+        target: cli.target,
+        example: cli.example.clone(),
+        release: true,
+    })?;
+    let out = cli.out.clone().unwrap_or_else(|| {
+        xtask::root()
+            .join("target/image")
+            .join(format!("{}.{}", cli.example, format.extension()))
+    });
+    let made = xtask::image::make(&img.path, format, &args, &out)?;
+    let size = std::fs::metadata(&made.path)?.len();
+    eprintln!(
+        "xtask: {} ({} KiB) in {:.1} s; boot arguments: {}",
+        made.path.display(),
+        size / 1024,
+        t.elapsed().as_secs_f64(),
+        if args.is_empty() { "none" } else { &args }
+    );
+    if let Some(bytes) = cli.data_disk {
+        let data = out.with_file_name(format!("{}-data.raw", cli.example));
+        xtask::image::data_disk(&data, bytes)?;
+        eprintln!(
+            "xtask: data disk {} ({} MiB, blank)",
+            data.display(),
+            bytes >> 20
+        );
+    }
+    Ok(())
 }
 
 /// `run --target xen`: the image on the nested Xen harness.
@@ -274,6 +341,7 @@ fn real_main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         "build" => do_build(&cli).map(|_| ExitCode::SUCCESS),
+        "image" => do_image(&cli).map(|_| ExitCode::SUCCESS),
         "run" => do_run(&cli, false),
         "test" if !cli.example.is_empty() => do_run(&cli, true),
         "lint" => xtask::lint::run().map(|_| ExitCode::SUCCESS),

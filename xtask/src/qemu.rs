@@ -34,6 +34,18 @@ pub struct QemuOpts {
     pub nic_props: Vec<String>,
     /// Further QEMU arguments.
     pub extra: Vec<String>,
+    /// Boot from this disk image (`cargo xtask image`: raw or qcow2) through the firmware
+    /// instead of loading the ELF with `-kernel`; the boot arguments are the disk's own.
+    pub boot_disk: Option<BootDisk>,
+}
+
+/// A bootable disk image and its format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootDisk {
+    /// The image file.
+    pub path: PathBuf,
+    /// `raw` or `qcow2`.
+    pub format: &'static str,
 }
 
 /// Where the guest's network card is plugged in.
@@ -79,6 +91,7 @@ impl Default for QemuOpts {
             net: None,
             nic_props: Vec::new(),
             extra: Vec::new(),
+            boot_disk: None,
         }
     }
 }
@@ -111,10 +124,19 @@ pub fn command(
     c.args(["-M", machine, "-accel", "tcg", "-cpu", "max"])
         .args(["-m", &format!("{}M", o.memory_mib)])
         .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
-        .args(["-serial", "stdio"])
-        .arg("-kernel")
-        .arg(image)
-        .args(["-append", cmdline]);
+        .args(["-serial", "stdio"]);
+    match &o.boot_disk {
+        // The firmware boots the disk's loader, which reads the image and its arguments.
+        Some(d) => {
+            let mut drive = std::ffi::OsString::from("file=");
+            drive.push(&d.path);
+            drive.push(format!(",format={},if=ide,index=0,media=disk", d.format));
+            c.arg("-drive").arg(drive).args(["-boot", "c"]);
+        }
+        None => {
+            c.arg("-kernel").arg(image).args(["-append", cmdline]);
+        }
+    }
     if let Some(initrd) = &o.initrd {
         c.arg("-initrd").arg(initrd);
     }

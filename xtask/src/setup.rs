@@ -37,6 +37,18 @@ pub fn ensure_qemu() -> Result<()> {
 }
 
 /// Makes sure the Debian packages providing `programs` are installed (apt-get, as root).
+/// Makes sure `program` is installed, from the Debian package `package` (as root, with
+/// `apt-get`; otherwise says the command to run).
+pub fn ensure_program(program: &str, package: &str) -> Result<()> {
+    if cmd::which(program).is_some() {
+        return Ok(());
+    }
+    if !is_root() || cmd::which("apt-get").is_none() {
+        bail!("missing: {program}. Install with: sudo apt-get install -y {package}");
+    }
+    apt_install(&[package])
+}
+
 pub fn ensure_tools(programs: &[&str]) -> Result<()> {
     let missing: Vec<&str> = programs
         .iter()
