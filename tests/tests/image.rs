@@ -124,7 +124,7 @@ fn the_gce_tarball_holds_one_gnu_disk_raw_of_whole_gib_that_boots() {
     assert!(st.success());
     let disk = out.join("disk.raw");
     let len = std::fs::metadata(&disk).unwrap().len();
-    assert!(len > 0 && len % (1 << 30) == 0, "{len} bytes");
+    assert!(len > 0 && len.is_multiple_of(1 << 30), "{len} bytes");
     // Sparse in the tarball: it is far smaller than a GiB.
     assert!(std::fs::metadata(&tarball).unwrap().len() < 4 << 20);
     boot_and_get(&disk, "raw", Machine::Q35, 8080);

@@ -371,7 +371,7 @@ pub fn make(elf: &Path, format: Format, args: &str, out: &Path) -> Result<Made> 
 
 /// Writes a blank (sparse) data disk of `bytes` next to an artefact, for `fata::kv`.
 pub fn data_disk(out: &Path, bytes: u64) -> Result<()> {
-    if bytes == 0 || bytes % SECTOR != 0 {
+    if bytes == 0 || !bytes.is_multiple_of(SECTOR) {
         bail!("a data disk is a whole number of 512-byte sectors, not {bytes} bytes");
     }
     if out.exists() {
