@@ -15,6 +15,15 @@ cargo xtask <command> [options] [-- boot arguments]
 commands:
   setup                 install what is missing (QEMU, via apt-get) and boot `hello`
   build                 build an image
+  release               check, build every target, make every artefact (disks, configurations),
+                        boot each one QEMU or the host can run and make a real request to it,
+                        then write dist/NAME/ with SHA256SUMS and manifest.json (--example NAME;
+                        boot arguments after -- are baked into the disks and configurations)
+  deploy-config         a platform's configuration for the example's release image:
+                        --format xl (Xen PVH), libvirt (QEMU/KVM q35, direct kernel boot, or
+                        --boot-disk DISK for disk boot; --target xen: Xen PVH) or firecracker;
+                        -m MIB, --bridge NAME (Firecracker: the TAP device), --mac, --disk PATH
+                        (data disks), --domain-type kvm|qemu, --out PATH, boot arguments after --
   image                 a bootable disk of a virtio image (release): --format raw (BIOS,
                         default), gce (disk.raw in a tar.gz for Compute Engine) or qcow2;
                         --out PATH (default target/image/NAME.FORMAT); boot arguments after
@@ -85,6 +94,10 @@ struct Cli {
     out: Option<std::path::PathBuf>,
     set_args: Option<std::path::PathBuf>,
     data_disk: Option<u64>,
+    bridge: Option<String>,
+    mac: Option<String>,
+    boot_disk: Option<std::path::PathBuf>,
+    domain_type: Option<String>,
     args: Vec<String>,
 }
 
@@ -112,6 +125,10 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
         out: None,
         set_args: None,
         data_disk: None,
+        bridge: None,
+        mac: None,
+        boot_disk: None,
+        domain_type: None,
         args: Vec::new(),
     };
     let mut example_given = false;
@@ -153,6 +170,10 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
             "--format" => cli.format = Some(value("--format")?),
             "--out" => cli.out = Some(value("--out")?.into()),
             "--set-args" => cli.set_args = Some(value("--set-args")?.into()),
+            "--bridge" => cli.bridge = Some(value("--bridge")?),
+            "--mac" => cli.mac = Some(value("--mac")?),
+            "--boot-disk" => cli.boot_disk = Some(value("--boot-disk")?.into()),
+            "--domain-type" => cli.domain_type = Some(value("--domain-type")?),
             "--data-disk" => {
                 let v = value("--data-disk")?;
                 cli.data_disk = Some(xtask::disk::parse_size(&v)?);
@@ -190,6 +211,82 @@ fn do_build(cli: &Cli) -> Result<xtask::build::Image> {
     let size = std::fs::metadata(&img.path)?.len();
     eprintln!("xtask: image {} ({} KiB)", img.path.display(), size / 1024);
     Ok(img)
+}
+
+/// `deploy-config`: a platform's configuration for the example's image; its path. With
+/// `build`, builds the (release) image first; otherwise names where it will be.
+fn do_deploy(cli: &Cli, build_first: bool) -> Result<std::path::PathBuf> {
+    use xtask::deploy::{DeployFormat, DeployOpts};
+    let format = DeployFormat::parse(cli.format.as_deref().unwrap_or("xl"))?;
+    let target = match (format, cli.target) {
+        (DeployFormat::Xl, _) => Target::Xen,
+        (DeployFormat::Firecracker, Target::Xen) => {
+            bail!("Firecracker boots --target virtio images")
+        }
+        (_, t) => t,
+    };
+    if target == Target::Unix {
+        bail!("a unix build is a process, not a domain: no configuration needed");
+    }
+    let kernel = if build_first {
+        build(&BuildOpts {
+            target,
+            example: cli.example.clone(),
+            release: true,
+        })?
+        .path
+    } else {
+        target
+            .target_dir(&xtask::root())
+            .join(xtask::target::TRIPLE)
+            .join("release")
+            .join(&cli.example)
+    };
+    let mut o = DeployOpts::new(
+        &cli.example,
+        &kernel.canonicalize().unwrap_or(kernel.clone()),
+    );
+    o.memory_mib = cli.memory;
+    o.args = xtask::runner::cmdline(&cli.args);
+    // Configurations outlive the shell they were made in: every path is absolute.
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    o.disks = cli.disks.iter().map(|d| absolute(&d.path)).collect();
+    o.boot_disk = cli.boot_disk.as_deref().map(absolute);
+    if let Some(b) = &cli.bridge {
+        o.bridge = b.clone();
+    } else if format == DeployFormat::Firecracker {
+        o.bridge = "tap0".into();
+    } else if format == DeployFormat::Xl {
+        o.bridge = "xenbr0".into();
+    }
+    if let Some(m) = &cli.mac {
+        o.mac = m.clone();
+    } else if target == Target::Xen {
+        // Xen's own range.
+        o.mac = "00:16:3e:fa:7a:01".into();
+    }
+    if let Some(t) = &cli.domain_type {
+        o.domain_type = t.clone();
+    }
+    let text = match format {
+        DeployFormat::Xl => xtask::deploy::xl(&o)?,
+        DeployFormat::Libvirt => xtask::deploy::libvirt(&o, target == Target::Xen)?,
+        DeployFormat::Firecracker => xtask::deploy::firecracker(&o)?,
+    };
+    let out = cli.out.clone().unwrap_or_else(|| {
+        xtask::root().join("target/deploy").join(format!(
+            "{}-{}.{}",
+            cli.example,
+            target.name(),
+            format.extension()
+        ))
+    });
+    if let Some(d) = out.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(&out, text)?;
+    eprintln!("xtask: {}", out.display());
+    Ok(out)
 }
 
 /// `image`: a bootable disk artefact (or new boot arguments for one).
@@ -342,6 +439,32 @@ fn real_main() -> Result<ExitCode> {
         }
         "build" => do_build(&cli).map(|_| ExitCode::SUCCESS),
         "image" => do_image(&cli).map(|_| ExitCode::SUCCESS),
+        "deploy-config" => do_deploy(&cli, true).map(|_| ExitCode::SUCCESS),
+        "release" => {
+            xtask::cleanup::install();
+            xtask::setup::ensure_qemu()?;
+            let t = std::time::Instant::now();
+            let r = xtask::release::release(&cli.example, &cli.args)?;
+            eprintln!(
+                "xtask: release of `{}` in {:.1} s:",
+                cli.example,
+                t.elapsed().as_secs_f64()
+            );
+            for (what, secs) in &r.steps {
+                eprintln!("  {secs:6.1} s  {what}");
+            }
+            for a in &r.artefacts {
+                eprintln!(
+                    "  {}{}",
+                    r.dir.join(&a.name).display(),
+                    a.proof
+                        .as_ref()
+                        .map(|p| format!(": {p}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         "run" => do_run(&cli, false),
         "test" if !cli.example.is_empty() => do_run(&cli, true),
         "lint" => xtask::lint::run().map(|_| ExitCode::SUCCESS),
