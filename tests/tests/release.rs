@@ -143,3 +143,97 @@ fn the_xl_file_has_every_key_xl_needs() {
         assert!(text.contains(key), "{key}\n{text}");
     }
 }
+
+/// The part of the libvirt run that must share libvirtd's private mounts: started in the
+/// test's network namespace under `unshare -m`.
+const START_LIBVIRTD: &str = r#"set -e
+D="$1"; XML="$2"
+mkdir -p "$D/etc" "$D/run" "$D/lib" "$D/log"
+# libvirtd looks up its built-in QEMU user before it reads qemu.conf: in this mount namespace
+# only, that user is root, and qemu.conf keeps QEMU as root without virtlogd or relabelling.
+cp /etc/passwd "$D/passwd"; echo "libvirt-qemu:x:0:0:fata test:/:/usr/sbin/nologin" >> "$D/passwd"
+cp /etc/group "$D/group"; echo "libvirt-qemu:x:0:" >> "$D/group"; grep -q "^kvm:" /etc/group || echo "kvm:x:0:" >> "$D/group"
+mount --bind "$D/passwd" /etc/passwd
+mount --bind "$D/group" /etc/group
+printf 'user = "root"\ngroup = "root"\ndynamic_ownership = 0\nremember_owner = 0\nsecurity_driver = "none"\nstdio_handler = "file"\n' > "$D/etc/qemu.conf"
+mkdir -p /etc/libvirt /run/libvirt /var/lib/libvirt /var/log/libvirt
+mount --bind "$D/etc" /etc/libvirt
+mount --bind "$D/run" /run/libvirt
+mount --bind "$D/lib" /var/lib/libvirt
+mount --bind "$D/log" /var/log/libvirt
+LIBVIRT_LOG_OUTPUTS="3:file:$D/libvirtd.log" libvirtd -d -p "$D/libvirtd.pid"
+i=0; while [ ! -S "$D/run/libvirt-sock" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+virsh -c "qemu:///system?socket=$D/run/libvirt-sock" create "$XML"
+"#;
+
+/// A real libvirtd (started by the test, in its own network and mount namespaces) starts the
+/// QEMU/KVM XML as a TCG domain, and the site answers byte-exact.
+#[test]
+fn a_real_libvirtd_runs_the_qemu_domain_and_it_serves() {
+    xtask::setup::ensure_program("virsh", "libvirt-clients").unwrap();
+    xtask::setup::ensure_program("libvirtd", "libvirt-daemon").unwrap();
+    let driver = std::path::Path::new(
+        "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so",
+    );
+    if !driver.exists() {
+        xtask::setup::ensure_program(
+            "/nonexistent/libvirt-qemu-driver",
+            "libvirt-daemon-driver-qemu",
+        )
+        .unwrap();
+    }
+    let ns = fata_tests::Netns::new("libvirt", 1500);
+    let d = std::env::temp_dir().join(format!("fata-libvirt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let name = format!("fata-test-{}", std::process::id());
+    let mut o = DeployOpts::new(
+        &name,
+        &fata_tests::image(fata_tests::Target::Virtio, "http").path,
+    );
+    o.domain_type = "qemu".into();
+    o.tap = Some("tap0".into());
+    o.args = "ipv4=10.77.0.2/24".into();
+    let xml = d.join("domain.xml");
+    std::fs::write(&xml, libvirt(&o, false).unwrap()).unwrap();
+    let script = d.join("start.sh");
+    std::fs::write(&script, START_LIBVIRTD).unwrap();
+    let (ok, out) = ns.run(
+        "unshare",
+        &[
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            script.to_str().unwrap(),
+            d.to_str().unwrap(),
+            xml.to_str().unwrap(),
+        ],
+    );
+    let stop = || {
+        let sock = format!("qemu:///system?socket={}/run/libvirt-sock", d.display());
+        let _ = Command::new("virsh")
+            .args(["-c", &sock, "destroy", &name])
+            .output();
+        if let Ok(pid) = std::fs::read_to_string(d.join("libvirtd.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    };
+    if !ok {
+        stop();
+        let log = std::fs::read_to_string(d.join("libvirtd.log")).unwrap_or_default();
+        panic!("libvirtd or virsh create failed: {out}\n{log}");
+    }
+    let site = fata_tests::site_dir();
+    let result = std::panic::catch_unwind(|| {
+        fata_tests::netclient(&ns, &["wait", "10.77.0.2", "80", "60"]);
+        fata_tests::netclient(
+            &ns,
+            &["http", "10.77.0.2", "80", site.to_str().unwrap(), "40", "4"],
+        );
+    });
+    stop();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -62,6 +62,8 @@ pub struct DeployOpts {
     pub args: String,
     /// libvirt's domain type for QEMU: `kvm`, or `qemu` (TCG, no KVM).
     pub domain_type: String,
+    /// libvirt: plug the card into this existing TAP device instead of a bridge.
+    pub tap: Option<String>,
 }
 
 impl DeployOpts {
@@ -77,6 +79,7 @@ impl DeployOpts {
             disks: Vec::new(),
             args: String::new(),
             domain_type: "kvm".into(),
+            tap: None,
         }
     }
 
@@ -236,8 +239,16 @@ pub fn libvirt(o: &DeployOpts, xen: bool) -> Result<String> {
         let _ = writeln!(x, "      <target dev='{dev}' bus='{b}'/>");
         let _ = writeln!(x, "    </disk>");
     }
-    let _ = writeln!(x, "    <interface type='bridge'>");
-    let _ = writeln!(x, "      <source bridge='{}'/>", esc(&o.bridge));
+    match &o.tap {
+        Some(t) => {
+            let _ = writeln!(x, "    <interface type='ethernet'>");
+            let _ = writeln!(x, "      <target dev='{}' managed='no'/>", esc(t));
+        }
+        None => {
+            let _ = writeln!(x, "    <interface type='bridge'>");
+            let _ = writeln!(x, "      <source bridge='{}'/>", esc(&o.bridge));
+        }
+    }
     let _ = writeln!(x, "      <mac address='{}'/>", esc(&o.mac));
     if !xen {
         let _ = writeln!(x, "      <model type='virtio'/>");

@@ -23,7 +23,9 @@ commands:
                         --format xl (Xen PVH), libvirt (QEMU/KVM q35, direct kernel boot, or
                         --boot-disk DISK for disk boot; --target xen: Xen PVH) or firecracker;
                         -m MIB, --bridge NAME (Firecracker: the TAP device), --mac, --disk PATH
-                        (data disks), --domain-type kvm|qemu, --out PATH, boot arguments after --
+                        (data disks), --domain-type kvm|qemu, --tap NAME (libvirt: an
+                        existing TAP device instead of a bridge), --out PATH, boot arguments
+                        after --
   image                 a bootable disk of a virtio image (release): --format raw (BIOS,
                         default), gce (disk.raw in a tar.gz for Compute Engine) or qcow2;
                         --out PATH (default target/image/NAME.FORMAT); boot arguments after
@@ -268,6 +270,7 @@ fn do_deploy(cli: &Cli, build_first: bool) -> Result<std::path::PathBuf> {
     if let Some(t) = &cli.domain_type {
         o.domain_type = t.clone();
     }
+    o.tap = cli.tap.clone();
     let text = match format {
         DeployFormat::Xl => xtask::deploy::xl(&o)?,
         DeployFormat::Libvirt => xtask::deploy::libvirt(&o, target == Target::Xen)?,

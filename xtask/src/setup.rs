@@ -49,6 +49,21 @@ pub fn ensure_program(program: &str, package: &str) -> Result<()> {
     apt_install(&[package])
 }
 
+/// Makes sure the file `path` exists, installing the Debian package `package` that provides it
+/// if not (as root; otherwise says the command to run).
+pub fn ensure_file(path: &std::path::Path, package: &str) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    if !is_root() || cmd::which("apt-get").is_none() {
+        bail!(
+            "missing: {}. Install with: sudo apt-get install -y {package}",
+            path.display()
+        );
+    }
+    apt_install(&[package])
+}
+
 pub fn ensure_tools(programs: &[&str]) -> Result<()> {
     let missing: Vec<&str> = programs
         .iter()
