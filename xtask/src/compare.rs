@@ -14,6 +14,7 @@ use crate::{Result, bail, cmd};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+mod image;
 mod limits;
 mod storage;
 mod xen;
@@ -44,7 +45,7 @@ pub struct Row {
     pub goal: String,
 }
 
-fn row(figure: &str, fata: f64, linux: f64, unit: &str, goal: &str) -> Row {
+pub(crate) fn row(figure: &str, fata: f64, linux: f64, unit: &str, goal: &str) -> Row {
     let fmt = |v: f64| {
         if v.is_nan() {
             "n/a".to_string()
@@ -182,7 +183,7 @@ fn boot_linux(s: &Systems, opts: BootOpts) -> Result<Booted> {
     }
 }
 
-fn first_200(addr: std::net::SocketAddr, limit: Duration) -> bool {
+pub(crate) fn first_200(addr: std::net::SocketAddr, limit: Duration) -> bool {
     let end = std::time::Instant::now() + limit;
     while std::time::Instant::now() < end {
         if crate::client::get(addr, "/612.html")
@@ -202,7 +203,7 @@ pub(crate) fn free_port() -> u16 {
         .unwrap_or(18080)
 }
 
-fn user_net(o: &mut BootOpts, guest_port: u16) -> std::net::SocketAddr {
+pub(crate) fn user_net(o: &mut BootOpts, guest_port: u16) -> std::net::SocketAddr {
     let port = free_port();
     o.qemu.net = Some(NetBackend::User {
         forwards: vec![(port, guest_port)],
@@ -327,7 +328,7 @@ fn sizes(s: &Systems, rows: &mut Vec<Row>) -> Result<()> {
 }
 
 /// A row of millisecond figures shown as "median (min–max)".
-fn range_row(figure: &str, fata: &mut [f64], linux: &mut [f64], goal: &str) -> Row {
+pub(crate) fn range_row(figure: &str, fata: &mut [f64], linux: &mut [f64], goal: &str) -> Row {
     let span = |v: &mut [f64]| {
         let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = v.iter().copied().fold(0.0, f64::max);
@@ -739,7 +740,7 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     let want = |g: &str| opts.only.as_deref().is_none_or(|o| o == g);
     if let Some(o) = &opts.only
         && ![
-            "size", "boot", "memory", "limits", "wrk", "bulk", "hosted", "storage", "xen",
+            "size", "boot", "memory", "limits", "wrk", "bulk", "hosted", "storage", "xen", "image",
         ]
         .contains(&o.as_str())
     {
@@ -793,6 +794,11 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     let mut xen_notes = String::new();
     if want("xen") {
         xen_notes = xen::xen_figures(opts.quick, &mut xen_rows)?;
+    }
+    let mut image_rows = Vec::new();
+    let mut image_notes = String::new();
+    if want("image") {
+        image_notes = image::image_figures(opts.quick, &mut image_rows)?;
     }
     let mut hosted = Vec::new();
     if want("hosted") {
@@ -850,6 +856,15 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
         doc.push_str(&xen_notes);
         doc.push('\n');
         doc.push_str(&xen_table);
+    }
+    if !image_rows.is_empty() {
+        doc.push_str("\n## Deployable artefacts: disk images and `cargo xtask release`\n\n");
+        doc.push_str(&image_notes);
+        doc.push('\n');
+        doc.push_str(&render(&image_rows).replace(
+            "| fata | Linux guest | fata / Linux |",
+            "| fata | -kernel | disk / -kernel |",
+        ));
     }
     if !hosted.is_empty() {
         doc.push_str(

@@ -172,6 +172,18 @@ pub fn command(
     Ok(c)
 }
 
+/// QEMU's version (`7.2.22`), for reports.
+pub fn version() -> Result<String> {
+    let out = Command::new(find()?).arg("--version").output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .unwrap_or("?")
+        .to_string())
+}
+
 /// The smallest heap an image boots with (`fata-platform-virtio`'s `MIN_HEAP`).
 pub const MIN_HEAP: u64 = 256 * 1024;
 
