@@ -14,7 +14,7 @@
  * (version 1: command line, memory map) at 0x4000, enters 32-bit protected mode with flat
  * segments and jumps to the PVH entry with %ebx = 0x4000 — what a PVH loader does.
  *
- * Errors are printed on the screen and COM1 and the CPU halts.
+ * Errors are printed on COM1 (fata's console) and the CPU halts.
  */
     .code16
     .section .text
@@ -57,18 +57,14 @@ fail:
     hlt
     jmp 1b
 
-/* Prints the NUL-terminated string at %ds:%si on the screen and COM1. */
+/* Prints the NUL-terminated string at %ds:%si on COM1, fata's console (the BIOS's own
+ * teletype would also go to the serial port when there is no screen: twice). */
 print:
     lodsb
     test %al, %al
     jz 2f
-    push %ax
     mov $0x3f8, %dx
     out %al, %dx
-    pop %ax
-    mov $0x0e, %ah
-    mov $7, %bx
-    int $0x10
     jmp print
 2:  ret
 

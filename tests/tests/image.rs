@@ -177,3 +177,29 @@ fn bad_requests_fail_with_clear_errors_and_touch_nothing() {
     assert!(!ok && err.contains("not a raw disk written by"), "{err}");
     assert_eq!(std::fs::read(&precious).unwrap(), b"someone's data");
 }
+
+#[test]
+fn a_disk_without_its_parameter_block_says_so_on_the_serial_console() {
+    let elf = image(Target::Virtio, "http");
+    let disk = scratch("broken.raw");
+    make(&elf.path, Format::Raw, "", &disk).unwrap();
+    let mut bytes = std::fs::read(&disk).unwrap();
+    bytes[16 * 512..16 * 512 + 8].copy_from_slice(b"NOTFATA!");
+    std::fs::write(&disk, &bytes).unwrap();
+    let mut opts = fata_tests::BootOpts::default();
+    opts.qemu.machine = Machine::Q35;
+    opts.qemu.boot_disk = Some(BootDisk {
+        path: disk.clone(),
+        format: "raw",
+    });
+    let vm = xtask::runner::boot(&elf, &opts).unwrap();
+    let line = vm
+        .wait_for_line("fata loader:", std::time::Duration::from_secs(30))
+        .unwrap();
+    assert!(
+        line.text.contains("no fata parameter block"),
+        "{}",
+        line.text
+    );
+    let _ = vm.wait(std::time::Duration::from_millis(10));
+}
