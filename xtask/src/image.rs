@@ -405,6 +405,21 @@ mod tests {
     }
 
     #[test]
+    fn a_data_disk_is_blank_sparse_whole_sectors_and_never_overwritten() {
+        let p = std::env::temp_dir().join(format!("fata-data-disk-{}.raw", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        assert!(data_disk(&p, 1000).is_err(), "not whole sectors");
+        data_disk(&p, 64 << 20).unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.len(), 64 << 20);
+        assert!(std::os::unix::fs::MetadataExt::blocks(&m) * 512 < 1 << 20, "sparse");
+        std::fs::write(&p, b"data").unwrap();
+        assert!(data_disk(&p, 64 << 20).unwrap_err().0.contains("never overwritten"));
+        assert_eq!(std::fs::read(&p).unwrap(), b"data");
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
     fn the_parameter_block_says_where_and_what_to_load() {
         let flat = Flat {
             load: 0x10_0000,
