@@ -85,8 +85,8 @@ pub fn build(opts: &BuildOpts) -> Result<Image> {
 /// Builds the application at `manifest` (outside `examples/`) for `target`, into
 /// [`crate::check::app_target_dir`].
 pub fn build_manifest(manifest: &Path, target: Target, release: bool) -> Result<Image> {
-    let (package, _) = crate::check::package_of(manifest)?;
-    let tdir = crate::check::app_target_dir(&package, target);
+    let (package, workspace) = crate::check::package_of(manifest)?;
+    let tdir = crate::check::app_target_dir(&workspace, target);
     build_app(manifest, &package, target, release, &tdir)
 }
 
@@ -109,12 +109,25 @@ pub fn cargo_command(
     } else {
         c.arg("build");
     }
+    // Images need `panic = "abort"` (the precompiled `core` cannot unwind without std). An app
+    // in its own repository gets it from here, not from a profile its author must know about.
+    c.args([
+        "--config",
+        "profile.dev.panic=\"abort\"",
+        "--config",
+        "profile.release.panic=\"abort\"",
+    ]);
     c.arg("--manifest-path")
         .arg(manifest)
         .args(["--package", package, "--bin", package, "--target", TRIPLE])
         .arg("--target-dir")
         .arg(tdir)
         .args(["--features", target.feature()])
+        .args(if declares_image_feature(manifest) {
+            &["--features", "image"][..]
+        } else {
+            &[]
+        })
         .args(extra);
     if release {
         c.arg("--release");
@@ -126,6 +139,23 @@ pub fn cargo_command(
         }
     }
     Ok(c)
+}
+
+/// Whether the package at `manifest` declares a feature `image` (apps made by `cargo fata new`
+/// require it for their binary, so that `cargo test` does not build it for the host).
+fn declares_image_feature(manifest: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(manifest) else {
+        return false;
+    };
+    let mut in_features = false;
+    text.lines().map(str::trim).any(|l| {
+        if l.starts_with('[') {
+            in_features = l == "[features]";
+            false
+        } else {
+            in_features && l.split('=').next().is_some_and(|k| k.trim() == "image")
+        }
+    })
 }
 
 fn build_app(

@@ -111,13 +111,11 @@ pub fn package_of(manifest: &Path) -> Result<(String, PathBuf)> {
     Ok((name, root))
 }
 
-/// Where an application outside fata's workspace is built: `target/check/<package>/<platform>`
-/// under fata's own target directory, one per package and platform.
-pub fn app_target_dir(package: &str, target: Target) -> PathBuf {
-    crate::root()
-        .join("target/check")
-        .join(package)
-        .join(target.name())
+/// Where an application outside fata's workspace is built: `target/fata/<platform>` under its
+/// own workspace root (`workspace`), one directory per platform, so switching platforms never
+/// rebuilds or clobbers another's artefacts and nothing lands in fata's checkout.
+pub fn app_target_dir(workspace: &Path, target: Target) -> PathBuf {
+    workspace.join("target/fata").join(target.name())
 }
 
 /// One node of `cargo tree -e normal,features`.
@@ -429,7 +427,7 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
     let target_dir = if ws_root == crate::root() {
         target.target_dir(&ws_root)
     } else {
-        app_target_dir(&package, target)
+        app_target_dir(&ws_root, target)
     };
     let built = build_json(&opts.manifest, &package, target, &target_dir)?;
     let mut warnings = built.warnings;

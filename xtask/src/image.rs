@@ -412,9 +412,17 @@ mod tests {
         data_disk(&p, 64 << 20).unwrap();
         let m = std::fs::metadata(&p).unwrap();
         assert_eq!(m.len(), 64 << 20);
-        assert!(std::os::unix::fs::MetadataExt::blocks(&m) * 512 < 1 << 20, "sparse");
+        assert!(
+            std::os::unix::fs::MetadataExt::blocks(&m) * 512 < 1 << 20,
+            "sparse"
+        );
         std::fs::write(&p, b"data").unwrap();
-        assert!(data_disk(&p, 64 << 20).unwrap_err().0.contains("never overwritten"));
+        assert!(
+            data_disk(&p, 64 << 20)
+                .unwrap_err()
+                .0
+                .contains("never overwritten")
+        );
         assert_eq!(std::fs::read(&p).unwrap(), b"data");
         let _ = std::fs::remove_file(&p);
     }

@@ -15,11 +15,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod bench;
 pub mod build;
 pub mod cargo_message;
 pub mod check;
 pub mod cleanup;
+pub mod cli;
 pub mod client;
 pub mod cmd;
 pub mod compare;
@@ -32,6 +34,7 @@ pub mod lint;
 pub mod linux_guest;
 pub mod load;
 pub mod netns;
+pub mod new;
 pub mod qemu;
 pub mod release;
 pub mod runner;

@@ -14,7 +14,7 @@
 //! The `xen` image is built and its `.xl` written, but not booted here: that needs the nested
 //! Xen harness (`cargo xtask test --xen` proves the same images boot on Xen).
 
-use crate::build::{BuildOpts, Image, build};
+use crate::build::Image;
 use crate::qemu::{BootDisk, NetBackend};
 use crate::runner::{BootOpts, Exit};
 use crate::target::{Machine, Target};
@@ -178,15 +178,14 @@ fn sha256(path: &Path) -> Result<String> {
 
 /// Runs the release of `example` with boot arguments `args` (baked into the disks and the
 /// configurations).
-pub fn release(example: &str, args: &[String]) -> Result<Release> {
-    let root = crate::root();
-    if !crate::build::examples(&root).contains(&example.to_string()) {
-        bail!("unknown example `{example}`");
-    }
+pub fn release(app: &crate::app::App, args: &[String]) -> Result<Release> {
+    let root = app.out_root()?;
+    let manifest = app.manifest()?;
+    let name = app.name()?;
+    let example = name.as_str();
     let cmdline = crate::runner::cmdline(args);
     crate::image::check_args(&cmdline)?;
     let mut steps = Vec::new();
-    let manifest = root.join("examples").join(example).join("Cargo.toml");
     step(&mut steps, "portability check (every target)", || {
         let reports = crate::check::check(&crate::check::CheckOpts {
             manifest: manifest.clone(),
@@ -201,11 +200,7 @@ pub fn release(example: &str, args: &[String]) -> Result<Release> {
     let mut images = Vec::new();
     for t in Target::ALL {
         let img = step(&mut steps, &format!("build {} (release)", t.name()), || {
-            build(&BuildOpts {
-                target: t,
-                example: example.to_string(),
-                release: true,
-            })
+            app.build(t, true)
         })?;
         images.push(img);
     }

@@ -231,6 +231,16 @@ impl Running {
         self.started.elapsed()
     }
 
+    /// The console lines printed so far, one per line.
+    pub fn console(&self) -> String {
+        let g = self.console.0.lock().unwrap_or_else(|e| e.into_inner());
+        g.lines
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Waits until a console line contains `needle`; returns it. Fails if the image ends
     /// first or `timeout` passes.
     pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Result<Line> {

@@ -32,7 +32,7 @@ fn first_200_ms(img: &crate::build::Image, disk: Option<BootDisk>) -> Result<f64
 /// Measures the group into `rows`; returns the notes for the report.
 pub(crate) fn image_figures(quick: bool, rows: &mut Vec<Row>) -> Result<String> {
     let t = Instant::now();
-    let r = crate::release::release("http", &[])?;
+    let r = crate::release::release(&crate::app::App::Example("http".into()), &[])?;
     let release_s = t.elapsed().as_secs_f64();
     for a in &r.artefacts {
         let p = r.dir.join(&a.name);
