@@ -14,6 +14,7 @@ use crate::{Result, bail, cmd};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+mod app;
 mod image;
 mod limits;
 mod storage;
@@ -741,6 +742,7 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     if let Some(o) = &opts.only
         && ![
             "size", "boot", "memory", "limits", "wrk", "bulk", "hosted", "storage", "xen", "image",
+            "app",
         ]
         .contains(&o.as_str())
     {
@@ -799,6 +801,11 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     let mut image_notes = String::new();
     if want("image") {
         image_notes = image::image_figures(opts.quick, &mut image_rows)?;
+    }
+    let mut app_rows = Vec::new();
+    let mut app_notes = String::new();
+    if want("app") {
+        app_notes = app::app_figures(opts.quick, &mut app_rows)?;
     }
     let mut hosted = Vec::new();
     if want("hosted") {
@@ -865,6 +872,12 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
             "| fata | Linux guest | fata / Linux |",
             "| fata | -kernel | disk / -kernel |",
         ));
+    }
+    if !app_rows.is_empty() {
+        doc.push_str("\n## An app author's loop: `cargo fata`\n\n");
+        doc.push_str(&app_notes);
+        doc.push('\n');
+        doc.push_str(&render(&app_rows));
     }
     if !hosted.is_empty() {
         doc.push_str(
