@@ -94,7 +94,8 @@ commands:
   new NAME [--template hello|http|kv]   a new app that builds, boots and tests at once
   build | run | check                   as `cargo xtask` (--target virtio|xen|unix, --release, -m,
                                         -p HOST:GUEST, --disk, --timeout, -- boot arguments)
-  test                                  the app's own tests (`cargo test`; they boot the image)
+  test [-- ARGS]                        the app's own tests (`cargo test`; they boot the image;
+                                        ARGS go to the tests, e.g. -- --ignored for Xen)
   image | deploy-config | release       disks, platform configurations, every artefact proven
 
 The same commands and flags as `cargo xtask help` describes.
@@ -486,6 +487,10 @@ fn real_main(mode: Mode, args: impl Iterator<Item = String>) -> Result<ExitCode>
             c.arg("test")
                 .arg("--manifest-path")
                 .arg(cli.manifest.as_ref().expect("selected"));
+            // After `--`: the test binaries' own arguments (`--ignored`, a filter).
+            if !cli.args.is_empty() {
+                c.arg("--").args(&cli.args);
+            }
             cmd::run(&mut c, "the app's tests")?;
             return Ok(ExitCode::SUCCESS);
         }

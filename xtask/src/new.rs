@@ -131,6 +131,14 @@ fn greets_in_qemu() {
 }
 
 #[test]
+#[ignore = "boots Xen nested under QEMU (about 20 s, and 75 MB of Debian packages the first time): cargo fata test -- --ignored"]
+fn greets_on_xen() {
+    let (code, console) = fata_test::Guest::on_xen(&["name=xen"], std::time::Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{console}");
+    assert!(console.contains("Hello, xen!"), "{console}");
+}
+
+#[test]
 fn greets_as_a_process() {
     let (code, console) = fata_test::Guest::unix().start().wait();
     assert_eq!(code, Some(0), "{console}");

@@ -1,6 +1,6 @@
 //! Test harness for fata apps, used as a dev-dependency: from a plain `#[test]` it builds the
 //! app's image (the crate whose tests are running) for a target, boots it — QEMU for `virtio`,
-//! a process for `unix` — waits for its ready line, hands the test an address to connect to,
+//! a process for `unix`; `Guest::on_xen` runs it to its end on the nested Xen — waits for its ready line, hands the test an address to connect to,
 //! captures the console, and kills the guest on drop, printing the console if the test failed.
 //!
 //! ```no_run
@@ -79,6 +79,34 @@ impl Guest {
     /// The app as a Linux process (`unix`, the host's sockets).
     pub fn unix() -> Builder {
         Guest::on(Target::Unix)
+    }
+
+    /// The app's `xen` image on the nested Xen harness (Xen 4.17 and dom0 under QEMU, from
+    /// Debian's packages, downloaded once): boots it with `xl create`, waits until it ends or
+    /// `timeout` passes, and returns its exit code (from `fata: exit N`) and console. A guest
+    /// there is reachable only from the nested dom0, so there is no address to connect to.
+    pub fn on_xen(args: &[&str], timeout: Duration) -> (Option<u8>, String) {
+        let b = Guest::on(Target::Xen);
+        let img = image(&b.manifest, Target::Xen);
+        let h = xtask::xen::prepare().unwrap_or_else(|e| panic!("the nested Xen harness: {e}"));
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let r = xtask::xen::guest::run_guest(
+            &h,
+            &img.path,
+            &xtask::runner::cmdline(&args),
+            64,
+            &[],
+            timeout,
+            false,
+        )
+        .unwrap_or_else(|e| panic!("running on the nested Xen: {e}"));
+        let console: Vec<String> = r
+            .output
+            .lines
+            .iter()
+            .filter_map(|l| l.text.strip_prefix("guest| ").map(str::to_string))
+            .collect();
+        (r.code, console.join("\n"))
     }
 
     /// Where to connect (127.0.0.1 and the port), if the builder named a port.
