@@ -9,7 +9,7 @@ use xtask::deploy::{DeployOpts, firecracker, libvirt, xl};
 
 #[test]
 fn release_makes_every_artefact_proves_the_bootable_ones_and_sums_them() {
-    let r = xtask::release::release("http", &[]).unwrap();
+    let r = xtask::release::release(&xtask::app::App::Example("http".into()), &[]).unwrap();
     let names: Vec<&str> = r.artefacts.iter().map(|a| a.name.as_str()).collect();
     for want in [
         "http-virtio.elf",
