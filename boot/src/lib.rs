@@ -53,6 +53,11 @@ impl core::fmt::Write for Console {
     }
 }
 
+/// Writes `args` on `console` (what a platform says at boot, before the runtime's logger).
+pub fn say(console: fn(&[u8]), args: core::fmt::Arguments<'_>) {
+    let _ = core::fmt::Write::write_fmt(&mut Console(console), args);
+}
+
 /// Says on `console` why the machine cannot run the application, and the exit line the runtime
 /// would print (`fata: exit N (Name)`); the platform then stops with `code`.
 pub fn refuse(console: fn(&[u8]), code: fata_hal::ExitCode, why: core::fmt::Arguments<'_>) {

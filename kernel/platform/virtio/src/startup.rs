@@ -12,12 +12,6 @@ fn out(b: &[u8]) {
     UART.write(b);
 }
 
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        let _ = core::fmt::Write::write_fmt(&mut fata_boot::Console(out), format_args!($($arg)*));
-    }};
-}
-
 fn fail(code: ExitCode, args: core::fmt::Arguments<'_>) -> ! {
     fata_boot::refuse(out, code, args);
     exit::exit(code.code())
@@ -78,22 +72,28 @@ pub(crate) fn start(start_info_paddr: u32) -> BootInfo {
     let (tsc_hz, source) = clock::init();
     let lapic_hz = lapic::finish_calibration();
     if source == clock::Source::Assumed {
-        say!(
-            "fata: warning: no PIT and no CPUID frequency: assuming a 1 GHz TSC, time will be off\n"
+        fata_boot::say(
+            out,
+            format_args!(
+                "fata: warning: no PIT and no CPUID frequency: assuming a 1 GHz TSC, time will be off\n"
+            ),
         );
     }
-    say!(
-        "fata: virtio: {} MiB RAM, {} KiB heap, TSC {}.{:03} GHz ({}), LAPIC timer {} MHz\n",
-        ram_bytes >> 20,
-        heap_bytes >> 10,
-        tsc_hz / 1_000_000_000,
-        tsc_hz / 1_000_000 % 1000,
-        match source {
-            clock::Source::Pit => "PIT-calibrated",
-            clock::Source::Cpuid => "from CPUID",
-            clock::Source::Assumed => "assumed",
-        },
-        lapic_hz / 1_000_000
+    fata_boot::say(
+        out,
+        format_args!(
+            "fata: virtio: {} MiB RAM, {} KiB heap, TSC {}.{:03} GHz ({}), LAPIC timer {} MHz\n",
+            ram_bytes >> 20,
+            heap_bytes >> 10,
+            tsc_hz / 1_000_000_000,
+            tsc_hz / 1_000_000 % 1000,
+            match source {
+                clock::Source::Pit => "PIT-calibrated",
+                clock::Source::Cpuid => "from CPUID",
+                clock::Source::Assumed => "assumed",
+            },
+            lapic_hz / 1_000_000
+        ),
     );
 
     let mut ram_pairs = [(0u64, 0u64); 16];

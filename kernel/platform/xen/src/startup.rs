@@ -13,12 +13,6 @@ fn out(b: &[u8]) {
     console::write(b);
 }
 
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        let _ = core::fmt::Write::write_fmt(&mut fata_boot::Console(out), format_args!($($arg)*));
-    }};
-}
-
 fn fail(code: ExitCode, args: core::fmt::Arguments<'_>) -> ! {
     fata_boot::refuse(out, code, args);
     exit::exit(code.code())
@@ -177,16 +171,19 @@ pub(crate) fn start(start_info_paddr: u32) -> BootInfo {
     };
     devices::init(store_pfn, store_port, heap_bytes);
 
-    say!(
-        "fata: xen: Xen {}.{} (PVH), {} MiB RAM, {} KiB heap, pvclock, {} grants, event channels: console {}, xenstore {}, timer {}\n",
-        version >> 16,
-        version & 0xffff,
-        ram_bytes >> 20,
-        heap_bytes >> 10,
-        grants,
-        console_port,
-        store_port,
-        timer
+    fata_boot::say(
+        out,
+        format_args!(
+            "fata: xen: Xen {}.{} (PVH), {} MiB RAM, {} KiB heap, pvclock, {} grants, event channels: console {}, xenstore {}, timer {}\n",
+            version >> 16,
+            version & 0xffff,
+            ram_bytes >> 20,
+            heap_bytes >> 10,
+            grants,
+            console_port,
+            store_port,
+            timer
+        ),
     );
     BootInfo {
         cmdline: info.cmdline(),
