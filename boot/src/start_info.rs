@@ -85,6 +85,37 @@ impl Default for StartInfo {
     }
 }
 
+impl StartInfo {
+    /// The RAM regions as address ranges (the first `n` of the array) and their total size.
+    pub fn ram_ranges(&self) -> ([crate::layout::Range; MAX_MEMMAP], usize, u64) {
+        let mut ram = [crate::layout::Range { start: 0, end: 0 }; MAX_MEMMAP];
+        let mut n = 0;
+        let mut bytes = 0u64;
+        for e in self.ram().take(MAX_MEMMAP) {
+            ram[n] = crate::layout::Range {
+                start: e.addr,
+                end: e.addr.saturating_add(e.size),
+            };
+            bytes = bytes.saturating_add(e.size);
+            n += 1;
+        }
+        (ram, n, bytes)
+    }
+}
+
+impl StartInfoError {
+    /// The exit code a platform stops with: a bad command line is a usage error (the user
+    /// can fix it), anything else a boot failure.
+    pub fn exit_code(&self) -> fata_hal::ExitCode {
+        match self {
+            StartInfoError::CmdlineTooLong { .. } | StartInfoError::CmdlineNotUtf8 { .. } => {
+                fata_hal::ExitCode::Usage
+            }
+            _ => fata_hal::ExitCode::BootFailure,
+        }
+    }
+}
+
 /// Why the start info was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartInfoError {

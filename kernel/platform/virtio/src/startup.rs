@@ -5,7 +5,7 @@
 use crate::{UART, clock, exit, lapic};
 use fata_boot::layout::{ImageLayout, Range};
 use fata_boot::memory;
-use fata_boot::start_info::{self, StartInfoError};
+use fata_boot::start_info;
 use fata_hal::{BootInfo, ExitCode};
 
 fn out(b: &[u8]) {
@@ -34,24 +34,11 @@ pub(crate) fn start(start_info_paddr: u32) -> BootInfo {
 
     let info = match start_info::read(u64::from(start_info_paddr)) {
         Ok(i) => i,
-        Err(
-            e @ (StartInfoError::CmdlineTooLong { .. } | StartInfoError::CmdlineNotUtf8 { .. }),
-        ) => fail(ExitCode::Usage, format_args!("{e}")),
-        Err(e) => fail(ExitCode::BootFailure, format_args!("{e}")),
+        Err(e) => fail(e.exit_code(), format_args!("{e}")),
     };
 
     let layout = ImageLayout::current();
-    let mut ram = [Range { start: 0, end: 0 }; start_info::MAX_MEMMAP];
-    let mut n = 0;
-    let mut ram_bytes = 0u64;
-    for e in info.ram() {
-        ram[n] = Range {
-            start: e.addr,
-            end: e.addr.saturating_add(e.size),
-        };
-        ram_bytes += e.size;
-        n += 1;
-    }
+    let (ram, n, ram_bytes) = info.ram_ranges();
     let ram = &ram[..n];
 
     let image = Range {
