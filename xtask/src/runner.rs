@@ -150,6 +150,21 @@ pub fn prepare_disks(opts: &BootOpts, target: Target) -> Result<()> {
     crate::disk::prepare_all(&opts.disks, target)
 }
 
+/// Echoes and starts `c` with stdin closed and stdout and stderr piped, registered for
+/// clean-up on Ctrl-C; the child and when it started.
+pub(crate) fn spawn_piped(c: &mut Command) -> Result<(std::process::Child, Instant)> {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd::echo(c);
+    let started = Instant::now();
+    let child = c
+        .spawn()
+        .map_err(|e| Error(format!("cannot start {:?}: {e}", c.get_program())))?;
+    crate::cleanup::add_pid(child.id());
+    Ok((child, started))
+}
+
 /// Starts `image`: a `virtio` image in QEMU, a `unix` image as a process. A `xen` image is
 /// started in plain QEMU too, where it finds no Xen and must refuse to run (the nested Xen
 /// harness, [`crate::xen`], is how it really boots).
@@ -177,15 +192,7 @@ pub fn boot(image: &Image, opts: &BootOpts) -> Result<Running> {
             .args(c.get_args());
         c = wrapped;
     }
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd::echo(&c);
-    let started = Instant::now();
-    let mut child = c
-        .spawn()
-        .map_err(|e| Error(format!("cannot start {:?}: {e}", c.get_program())))?;
-    crate::cleanup::add_pid(child.id());
+    let (mut child, started) = spawn_piped(&mut c)?;
     let console = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
     let stderr = Arc::new(Mutex::new(String::new()));
     let out = child.stdout.take().expect("piped");

@@ -40,7 +40,7 @@ use crate::{Error, Result, bail, cmd};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -449,15 +449,7 @@ fn boot(
     on_line: &mut dyn FnMut(&Line),
 ) -> Result<Output> {
     let mut c = command(h, initrd)?;
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd::echo(&c);
-    let started = Instant::now();
-    let mut child = c
-        .spawn()
-        .map_err(|e| Error(format!("cannot start {:?}: {e}", c.get_program())))?;
-    crate::cleanup::add_pid(child.id());
+    let (mut child, started) = crate::runner::spawn_piped(&mut c)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
