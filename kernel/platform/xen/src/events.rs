@@ -94,11 +94,10 @@ fn slot_of(port: u32) -> Option<u8> {
 fn scan() -> u64 {
     let s = shared();
     s.write_u8(UPCALL_PENDING, 0);
-    let sel = s.u64_at(PENDING_SEL).swap(0, Ordering::AcqRel);
+    // The selector is cleared (so Xen raises the upcall for the next event) but not used to
+    // skip words: a bit left pending while its port was masked has no selector bit any more.
+    s.u64_at(PENDING_SEL).store(0, Ordering::Release);
     let mut out = 0u64;
-    // Scan every word, not only those `sel` names: a bit left pending while its port was
-    // masked has no selector bit any more.
-    let _ = sel;
     for w in 0..WORDS {
         let pending = s.u64_at(EVTCHN_PENDING + 8 * w);
         let mask = s.read_u64(EVTCHN_MASK + 8 * w);
