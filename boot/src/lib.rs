@@ -21,15 +21,19 @@
 //! `unsafe_code`, and allows it only in `entry` (assembly), `mem` (the `mem*` symbols) and
 //! in the image-only `imp`/`symbols` submodules of [`cpu`], [`layout`], [`paging`],
 //! [`start_info`] and [`trap`], which hold the statics, the privileged instructions and the
-//! raw memory reads. What those modules compute (descriptor encodings, the page-table plan,
+//! raw memory reads; and in the private `imp` module of [`cpu_rng`] (CPUID, RDSEED, RDRAND).
+//! What those modules compute (descriptor encodings, the page-table plan,
 //! the start-info checks, crash diagnosis) is safe code, unit-tested on the host.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 // Code used only by the image (entry, hardware init) is dead in host unit tests.
 #![cfg_attr(test, allow(dead_code))]
 
+extern crate alloc;
+
 pub mod app;
 pub mod cpu;
+pub mod cpu_rng;
 #[cfg(all(feature = "image", not(test)))]
 #[allow(unsafe_code)]
 mod entry;

@@ -708,74 +708,11 @@ impl BlockDevice for VirtioBlk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{Ring, VIRTQ_DESC_F_WRITE};
+    use crate::queue::VIRTQ_DESC_F_WRITE;
+    use crate::transport::fake::{Fake, Regs};
     use crate::transport::status;
     use alloc::rc::Rc;
     use core::cell::RefCell;
-    use core::fmt;
-
-    /// The transport side of a simulated virtio-blk device: registers and configuration.
-    #[derive(Default)]
-    struct Regs {
-        modern: bool,
-        offered: u64,
-        accepted: u64,
-        status: u8,
-        queue_max: u16,
-        ring: Option<Ring>,
-        config: [u8; 32],
-        notified: usize,
-        isr: u8,
-    }
-
-    impl Regs {
-        fn set_config(&mut self, off: usize, bytes: &[u8]) {
-            self.config[off..off + bytes.len()].copy_from_slice(bytes);
-        }
-    }
-
-    #[derive(Clone)]
-    struct Fake(Rc<RefCell<Regs>>);
-
-    impl Transport for Fake {
-        fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
-            out.write_str("fake transport")
-        }
-        fn modern(&self) -> bool {
-            self.0.borrow().modern
-        }
-        fn device_features(&mut self) -> u64 {
-            self.0.borrow().offered
-        }
-        fn set_driver_features(&mut self, f: u64) {
-            self.0.borrow_mut().accepted = f;
-        }
-        fn status(&mut self) -> u8 {
-            self.0.borrow().status
-        }
-        fn set_status(&mut self, s: u8) {
-            self.0.borrow_mut().status = s;
-        }
-        fn max_queue_size(&mut self, q: u16) -> u16 {
-            if q == 0 { self.0.borrow().queue_max } else { 0 }
-        }
-        fn queue_size_settable(&self) -> bool {
-            self.0.borrow().modern
-        }
-        fn setup_queue(&mut self, _: u16, ring: &Ring) -> Result<(), InitError> {
-            self.0.borrow_mut().ring = Some(*ring);
-            Ok(())
-        }
-        fn notify(&mut self, _: u16) {
-            self.0.borrow_mut().notified += 1;
-        }
-        fn ack_interrupt(&mut self) -> u8 {
-            core::mem::take(&mut self.0.borrow_mut().isr)
-        }
-        fn config_u8(&mut self, off: usize) -> u8 {
-            self.0.borrow().config.get(off).copied().unwrap_or(0)
-        }
-    }
 
     /// The medium and request processing of the simulated device. It reads each request as a
     /// device does — the available ring, the descriptor chain, the header — and touches only

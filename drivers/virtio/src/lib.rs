@@ -1,5 +1,6 @@
 //! virtio drivers: the transports (virtio-mmio v1/v2, virtio-pci modern and legacy), the split
-//! virtqueue (single buffers and descriptor chains), the network device and the block device.
+//! virtqueue (single buffers and descriptor chains), the network device, the block device and the
+//! entropy device.
 //!
 //! Driver layer: depends on the HAL and never on the TCP/IP stack or the runtime. Everything
 //! the device writes (used-ring entries, lengths, indices, configuration) is checked before it
@@ -23,6 +24,7 @@ pub mod pci;
 pub mod queue;
 #[allow(unsafe_code)]
 pub mod regs;
+pub mod rng;
 pub mod transport;
 
 pub use transport::Transport;

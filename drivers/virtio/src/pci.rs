@@ -93,6 +93,13 @@ const VIRTIO_DEVICE_BLK_TRANSITIONAL: u16 = 0x1001;
 /// Virtio device type of a block device (`VIRTIO_ID_BLOCK`), a transitional device's
 /// subsystem id.
 const VIRTIO_ID_BLOCK: u16 = 2;
+/// Device id of a modern entropy device: 0x1040 + `VIRTIO_ID_RNG`.
+const VIRTIO_DEVICE_RNG: u16 = 0x1044;
+/// Device id of a transitional entropy device.
+const VIRTIO_DEVICE_RNG_TRANSITIONAL: u16 = 0x1005;
+/// Virtio device type of an entropy device (`VIRTIO_ID_RNG`), a transitional device's
+/// subsystem id.
+const VIRTIO_ID_RNG: u16 = 4;
 
 // A virtio vendor capability (`struct virtio_pci_cap`, §4.1.4), relative to its start. It
 // begins with the generic `cap_vndr` and `cap_next` ([`config::CAP_ID`], [`config::CAP_NEXT`])
@@ -149,6 +156,17 @@ impl PciTransport {
         )
     }
 
+    /// Whether `b` is a virtio entropy device (modern id 0x1044, or transitional 0x1005 with
+    /// subsystem id 4).
+    pub fn is_rng(b: &Bdf) -> bool {
+        Self::is_type(
+            b,
+            VIRTIO_DEVICE_RNG,
+            VIRTIO_DEVICE_RNG_TRANSITIONAL,
+            VIRTIO_ID_RNG,
+        )
+    }
+
     /// Whether `b` is a virtio block device (modern id 0x1042, or transitional 0x1001 with
     /// subsystem id 2).
     pub fn is_blk(b: &Bdf) -> bool {
@@ -171,10 +189,11 @@ impl PciTransport {
     }
 
     /// Sets up the transport for `b`, modern if the device offers it (unless `force_legacy`),
-    /// with MSI-X entry 0 on `vector` when the device has MSI-X.
-    pub fn new(b: Bdf, vector: u8, force_legacy: bool) -> Option<PciTransport> {
+    /// with MSI-X entry 0 on `vector` when the device has MSI-X (`None`: a device the driver
+    /// polls, whose MSI-X stays off).
+    pub fn new(b: Bdf, vector: Option<u8>, force_legacy: bool) -> Option<PciTransport> {
         b.enable();
-        let msix = enable_msix(&b, vector);
+        let msix = vector.is_some_and(|v| enable_msix(&b, v));
         if !force_legacy && let Some(t) = Self::modern(b, msix) {
             return Some(t);
         }

@@ -14,6 +14,7 @@ extern crate alloc;
 
 pub mod block;
 pub mod boot;
+pub mod entropy;
 pub mod exit;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
@@ -67,6 +68,11 @@ pub trait Platform: 'static {
     /// (devices are acquired once). Returns the device and the [`Events`] bits
     /// [`Platform::wait`] reports for it.
     fn open_block(name: &str) -> Result<(Self::Block, Events), block::OpenError>;
+
+    /// Every entropy source the machine has (CPU instructions, an rng device, the host's
+    /// `getrandom`), in the order the runtime should name them; empty if there is none. Called
+    /// once, at boot: the runtime keeps the sources to reseed from.
+    fn entropy_sources() -> alloc::vec::Vec<alloc::boxed::Box<dyn entropy::EntropySource>>;
 
     /// The platform's own sockets, for hosted platforms (`sockets::NoSockets` elsewhere).
     type Sockets: sockets::HostSockets;

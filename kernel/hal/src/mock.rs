@@ -12,6 +12,8 @@ std::thread_local! {
     static NOW: Cell<Nanos> = const { Cell::new(0) };
     static CONSOLE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static WAITS: RefCell<Vec<Option<Nanos>>> = const { RefCell::new(Vec::new()) };
+    static ENTROPY: RefCell<Vec<MockEntropy>> = const { RefCell::new(Vec::new()) };
+    static ENTROPY_FILLS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// A platform whose clock only moves when the code under test waits.
@@ -27,6 +29,16 @@ impl MockPlatform {
     pub fn take_console() -> String {
         CONSOLE
             .with(|c| String::from_utf8_lossy(&core::mem::take(&mut *c.borrow_mut())).into_owned())
+    }
+
+    /// Sets the entropy sources that [`Platform::entropy_sources`] hands out (none by default).
+    pub fn set_entropy(sources: Vec<MockEntropy>) {
+        ENTROPY.with(|e| *e.borrow_mut() = sources);
+    }
+
+    /// How many times any mock entropy source was asked to fill a buffer (successfully or not).
+    pub fn entropy_fills() -> u64 {
+        ENTROPY_FILLS.with(|n| n.get())
     }
 
     /// The deadlines passed to `wait`, in order, and clears them.
@@ -51,6 +63,15 @@ impl Platform for MockPlatform {
         Err(crate::net::OpenError::NotFound(
             "the mock platform has no network device",
         ))
+    }
+
+    fn entropy_sources() -> Vec<std::boxed::Box<dyn crate::entropy::EntropySource>> {
+        ENTROPY.with(|e| {
+            e.borrow()
+                .iter()
+                .map(|s| std::boxed::Box::new(s.clone()) as _)
+                .collect()
+        })
     }
 
     fn console_write(bytes: &[u8]) {
@@ -91,6 +112,80 @@ mod tests {
         MockPlatform::wait(Some(500));
         assert_eq!(MockPlatform::monotonic_ns(), 500);
         assert_eq!(MockPlatform::take_waits(), [Some(50), Some(500)]);
+    }
+
+    #[test]
+    fn mock_entropy_sources_are_handed_out_as_set_and_a_failing_one_fails() {
+        use crate::entropy::EntropyError;
+        assert!(
+            MockPlatform::entropy_sources().is_empty(),
+            "none by default"
+        );
+        MockPlatform::set_entropy(std::vec![
+            MockEntropy::new("a", 10),
+            MockEntropy::failing("b", EntropyError::Timeout),
+        ]);
+        let mut s = MockPlatform::entropy_sources();
+        let names: Vec<_> = s.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let mut buf = [0u8; 3];
+        s[0].fill(&mut buf).unwrap();
+        s[0].fill(&mut buf).unwrap();
+        assert_eq!(buf, [13, 14, 15], "the stream continues");
+        assert_eq!(s[1].fill(&mut buf), Err(EntropyError::Timeout));
+        assert_eq!(MockPlatform::entropy_fills(), 3);
+    }
+}
+
+/// An entropy source for unit tests: a named, deterministic byte stream (each fill continues
+/// where the last ended, starting from `seed`), or a source that always fails with `fails`.
+#[derive(Clone, Debug)]
+pub struct MockEntropy {
+    /// The name it reports.
+    pub name: &'static str,
+    /// Where its stream starts.
+    pub seed: u8,
+    /// Bytes produced so far.
+    pub produced: u64,
+    /// The error every fill returns, if set.
+    pub fails: Option<crate::entropy::EntropyError>,
+}
+
+impl MockEntropy {
+    /// A source `name` whose bytes are `seed, seed + 1, ...` (wrapping).
+    pub fn new(name: &'static str, seed: u8) -> MockEntropy {
+        MockEntropy {
+            name,
+            seed,
+            produced: 0,
+            fails: None,
+        }
+    }
+
+    /// A source `name` that always fails with `e`.
+    pub fn failing(name: &'static str, e: crate::entropy::EntropyError) -> MockEntropy {
+        MockEntropy {
+            fails: Some(e),
+            ..MockEntropy::new(name, 0)
+        }
+    }
+}
+
+impl crate::entropy::EntropySource for MockEntropy {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), crate::entropy::EntropyError> {
+        ENTROPY_FILLS.with(|n| n.set(n.get() + 1));
+        if let Some(e) = &self.fails {
+            return Err(e.clone());
+        }
+        for b in buf {
+            *b = self.seed.wrapping_add(self.produced as u8);
+            self.produced += 1;
+        }
+        Ok(())
     }
 }
 

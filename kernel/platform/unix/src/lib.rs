@@ -5,7 +5,7 @@
 //! with a nanosecond timeout (file descriptors of devices join the poll set as devices are
 //! added). Exit: `process::exit`. Boot command line: the process arguments. Network: a TAP
 //! device ([`tap`]) or the host's sockets ([`sockets`]). Disks: files or host block devices
-//! named by the boot arguments `diskN=PATH` ([`disk`]).
+//! named by the boot arguments `diskN=PATH` ([`disk`]). Entropy: the host's `getrandom(2)`.
 //!
 //! The application crate is `#![no_main]`; this crate defines the C `main` that glibc's start
 //! code calls, and hands the arguments to the application's `__fata_start`.
@@ -87,6 +87,11 @@ impl Platform for Unix {
         tap::TapDevice::open(name).map(|d| (d, Events(tap::TAP_EVENT)))
     }
 
+    /// The host kernel's `getrandom(2)`.
+    fn entropy_sources() -> Vec<Box<dyn fata_hal::entropy::EntropySource>> {
+        vec![Box::new(HostRandom)]
+    }
+
     fn console_write(bytes: &[u8]) {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(bytes);
@@ -151,6 +156,19 @@ impl Platform for Unix {
     fn exit(code: ExitCode) -> ! {
         let _ = std::io::stdout().flush();
         std::process::exit(i32::from(code.code()))
+    }
+}
+
+/// The host's `getrandom(2)` as an entropy source.
+struct HostRandom;
+
+impl fata_hal::entropy::EntropySource for HostRandom {
+    fn name(&self) -> &'static str {
+        "getrandom"
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), fata_hal::entropy::EntropyError> {
+        sys::getrandom(buf).map_err(|e| fata_hal::entropy::EntropyError::Device(e.to_string()))
     }
 }
 

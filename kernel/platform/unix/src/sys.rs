@@ -1,6 +1,7 @@
 //! The Linux system calls this platform makes through `libc` because `std` has no wrapper
 //! for them: `ppoll` for `wait`, `TUNSETIFF` / `O_NONBLOCK` for the TAP device, and for disks
-//! the locks (`flock`, `F_OFD_SETLK`) and a block device's sector size (`BLKSSZGET`).
+//! the locks (`flock`, `F_OFD_SETLK`), a block device's sector size (`BLKSSZGET`), and
+//! `getrandom` for entropy.
 //!
 //! Calling C is `unsafe`, so this module is allowed `unsafe` code; each function here wraps
 //! one call with the pointers it needs built from safe values, so callers stay safe code.
@@ -125,4 +126,26 @@ pub(crate) fn logical_sector_size(fd: RawFd) -> std::io::Result<u32> {
         return Err(std::io::Error::last_os_error());
     }
     u32::try_from(size).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))
+}
+
+/// Fills all of `buf` from the kernel's random pool with `getrandom(2)` (flags 0: blocks only
+/// until the pool is initialised at boot, which a running host long is). Retries on `EINTR`
+/// and short reads; any other error is returned.
+pub(crate) fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is valid for writes of `rest.len()` bytes for the duration of the call;
+        // the kernel writes at most that many.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        done += n as usize;
+    }
+    Ok(())
 }

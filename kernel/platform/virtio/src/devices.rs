@@ -3,6 +3,8 @@
 //! found by scanning PCI. Each acquired device gets an event slot: its interrupt is routed to
 //! vector `0x30 + slot` and `wait` reports bit `slot`.
 //!
+//! The entropy device (virtio-rng) is polled and gets no slot.
+//!
 //! Slot 0 is the network device (`service0`); disk `diskN` is slot `1 + N`. The disks are the
 //! virtio-blk devices in a fixed order: the virtio-mmio ones in command-line order, then the
 //! PCI ones in scan order. `wait` reports 64 slots (vectors 0x30..0x6f), so `disk0` to `disk62`
@@ -22,6 +24,7 @@ use fata_virtio::mmio::{CmdlineDevice, MmioTransport, parse_cmdline_device};
 use fata_virtio::net::{Budget, VirtioNet};
 use fata_virtio::pci::{self, Bdf, PciTransport};
 use fata_virtio::regs::Mmio;
+use fata_virtio::rng::VirtioRng;
 
 /// First vector for device interrupts.
 pub(crate) const DEVICE_VECTOR_BASE: u8 = 0x30;
@@ -103,7 +106,7 @@ pub(crate) fn open_net(name: &str) -> Result<(VirtioNet, Events), OpenError> {
     }
     for b in pci::scan() {
         if PciTransport::is_net(&b) {
-            let Some(t) = PciTransport::new(b, vector, false) else {
+            let Some(t) = PciTransport::new(b, Some(vector), false) else {
                 return Err(OpenError::Failed(format!(
                     "virtio-pci device {b} has no usable registers"
                 )));
@@ -138,6 +141,41 @@ fn start(
         dev.rx_posted()
     );
     Ok((dev, events))
+}
+
+/// The virtio device id of an entropy device.
+const VIRTIO_ID_RNG: u32 = 4;
+/// How long one read of the entropy device may take (it is polled at boot and for reseeds).
+const RNG_TIMEOUT_NS: u64 = 200_000_000;
+
+/// Starts the first virtio-rng device (virtio-mmio from the command line, then PCI), polled:
+/// it gets no interrupt and no event slot. `None` if there is none or it fails to start (said
+/// in the log).
+pub(crate) fn open_rng() -> Option<alloc::boxed::Box<dyn fata_hal::entropy::EntropySource>> {
+    let cmdline = CMDLINE.get().copied().unwrap_or("");
+    let mmio = cmdline
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("virtio_mmio.device="))
+        .filter_map(parse_cmdline_device)
+        .filter_map(|d| mmio::device_window(d.base, d.size))
+        .filter_map(MmioTransport::probe)
+        .find(|t| t.device_id() == VIRTIO_ID_RNG)
+        .map(|t| Box::new(t) as Box<dyn fata_virtio::Transport>);
+    let transport = mmio.or_else(|| {
+        let b = pci::scan().into_iter().find(PciTransport::is_rng)?;
+        PciTransport::new(b, None, false).map(|t| Box::new(t) as Box<dyn fata_virtio::Transport>)
+    })?;
+    let budget = fata_virtio::rng::Budget {
+        now_ns: crate::clock::monotonic_ns,
+        timeout_ns: RNG_TIMEOUT_NS,
+    };
+    match VirtioRng::new(transport, budget) {
+        Ok(d) => Some(Box::new(d)),
+        Err(e) => {
+            log::warn!("virtio-rng: not started: {e}");
+            None
+        }
+    }
 }
 
 /// The index `n` of a disk name `disk<n>` (decimal, no sign or leading zero), if it is one
@@ -239,7 +277,7 @@ fn start_disk(name: &str, n: usize) -> Result<(VirtioBlk, Events), BlockOpenErro
             }
             Box::new(t)
         }
-        Disk::Pci(b) => match PciTransport::new(b, vector, false) {
+        Disk::Pci(b) => match PciTransport::new(b, Some(vector), false) {
             Some(t) => {
                 if !t.interrupts() {
                     poll_slot(slot);

@@ -60,6 +60,15 @@ impl Platform for Virtio {
         devices::open_net(name)
     }
 
+    /// RDSEED and RDRAND when CPUID offers them, then the virtio-rng device if one is
+    /// attached (virtio-mmio or PCI).
+    fn entropy_sources() -> alloc::vec::Vec<alloc::boxed::Box<dyn fata_hal::entropy::EntropySource>>
+    {
+        let mut v = fata_boot::cpu_rng::sources(Self::console_write);
+        v.extend(devices::open_rng());
+        v
+    }
+
     fn console_write(bytes: &[u8]) {
         UART.write(bytes);
     }

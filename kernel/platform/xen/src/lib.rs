@@ -54,6 +54,13 @@ impl Platform for Xen {
         devices::open_net(name)
     }
 
+    /// RDSEED and RDRAND when the domain's CPUID offers them: Xen has no paravirtual
+    /// entropy device.
+    fn entropy_sources() -> alloc::vec::Vec<alloc::boxed::Box<dyn fata_hal::entropy::EntropySource>>
+    {
+        fata_boot::cpu_rng::sources(console::write)
+    }
+
     fn console_write(bytes: &[u8]) {
         console::write(bytes);
     }
