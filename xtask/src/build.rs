@@ -103,6 +103,13 @@ pub fn cargo_command(
 ) -> Result<Command> {
     let mut c = cargo();
     c.current_dir(crate::root());
+    if !target.rustflags().is_empty() {
+        c.env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            encoded_rustflags(target.rustflags()),
+        );
+        c.env_remove("RUSTFLAGS");
+    }
     if target.bare_metal() {
         stub_libs(&tdir.join("stubs"))?;
         c.arg("rustc");
@@ -139,6 +146,22 @@ pub fn cargo_command(
         }
     }
     Ok(c)
+}
+
+/// The user's rustflags (`CARGO_ENCODED_RUSTFLAGS`, else `RUSTFLAGS`) followed by `ours`, in
+/// cargo's encoding (separated by 0x1f), so an image build adds its flags without dropping the
+/// user's.
+fn encoded_rustflags(ours: &[&str]) -> String {
+    let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        Ok(e) if !e.is_empty() => e.split('\x1f').map(String::from).collect(),
+        _ => std::env::var("RUSTFLAGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    };
+    flags.extend(ours.iter().map(|f| f.to_string()));
+    flags.join("\x1f")
 }
 
 /// Whether the package at `manifest` declares a feature `image` (apps made by `cargo fata new`

@@ -67,6 +67,9 @@ options:
   --release             optimised build
   --machine microvm|q35|pc   QEMU machine (default: microvm)
   -m MIB                guest memory in MiB (default: 64)
+  --cpu MODEL           QEMU CPU model (default: max, which offers RDRAND and RDSEED; qemu64
+                        offers neither)
+  --rng                 attach a virtio-rng device (entropy from the host's /dev/urandom)
   --timeout SECONDS     kill the image after this long (default: 60)
   -p HOST:GUEST         forward 127.0.0.1:HOST to the guest's TCP port GUEST (QEMU user
                         networking, no root needed; repeatable)
@@ -109,6 +112,8 @@ struct Cli {
     release: bool,
     machine: Machine,
     memory: u32,
+    cpu: Option<String>,
+    rng: bool,
     timeout: Duration,
     forwards: Vec<(u16, u16)>,
     quick: bool,
@@ -142,6 +147,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
         release: false,
         machine: Machine::Microvm,
         memory: 64,
+        cpu: None,
+        rng: false,
         timeout: Duration::from_secs(60),
         forwards: Vec::new(),
         quick: false,
@@ -221,6 +228,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
             }
             "--only" => cli.only = Some(value("--only")?),
             "--nic" => cli.nic.push(value("--nic")?),
+            "--cpu" => cli.cpu = Some(value("--cpu")?),
+            "--rng" => cli.rng = true,
             "--disk" => cli
                 .disks
                 .push(xtask::disk::DiskSpec::parse(&value("--disk")?)?),
@@ -374,9 +383,14 @@ fn do_image(cli: &Cli) -> Result<()> {
 
 /// `run --target xen`: the image on the nested Xen harness.
 fn do_run_xen(cli: &Cli, require_success: bool) -> Result<ExitCode> {
-    if !cli.forwards.is_empty() || cli.tap.is_some() || !cli.nic.is_empty() {
+    if !cli.forwards.is_empty()
+        || cli.tap.is_some()
+        || !cli.nic.is_empty()
+        || cli.cpu.is_some()
+        || cli.rng
+    {
         bail!(
-            "-p, --tap and --nic are QEMU options; on the nested Xen the guest is 10.0.0.2 behind dom0"
+            "-p, --tap, --nic, --cpu and --rng are QEMU options; on the nested Xen the guest is 10.0.0.2 behind dom0"
         );
     }
     xtask::cleanup::install();
@@ -431,6 +445,10 @@ fn do_run(cli: &Cli, require_success: bool) -> Result<ExitCode> {
     opts.qemu.machine = cli.machine;
     opts.qemu.memory_mib = cli.memory;
     opts.qemu.nic_props = cli.nic.clone();
+    if let Some(cpu) = &cli.cpu {
+        opts.qemu.cpu = cpu.clone();
+    }
+    opts.qemu.rng = cli.rng;
     // Every machine gets a network card: user networking unless a TAP device is named.
     opts.qemu.net = Some(match &cli.tap {
         Some(t) => xtask::qemu::NetBackend::Tap { ifname: t.clone() },

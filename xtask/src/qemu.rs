@@ -32,6 +32,11 @@ pub struct QemuOpts {
     pub net: Option<NetBackend>,
     /// Extra properties of the network card (`rx_queue_size=1024`, `disable-modern=on`, ...).
     pub nic_props: Vec<String>,
+    /// The CPU model (`-cpu`): `max` offers RDRAND and RDSEED under TCG; `qemu64` neither.
+    pub cpu: String,
+    /// Attach a virtio-rng device (`virtio-rng-device` on microvm, `virtio-rng-pci` on q35/pc),
+    /// fed from the host's random source.
+    pub rng: bool,
     /// Further QEMU arguments.
     pub extra: Vec<String>,
     /// Boot from this disk image (`cargo xtask image`: raw or qcow2) through the firmware
@@ -90,6 +95,8 @@ impl Default for QemuOpts {
             initrd: None,
             net: None,
             nic_props: Vec::new(),
+            cpu: "max".into(),
+            rng: false,
             extra: Vec::new(),
             boot_disk: None,
         }
@@ -121,7 +128,7 @@ pub fn command(
 ) -> Result<Command> {
     let mut c = Command::new(find()?);
     let machine = o.machine_args.as_deref().unwrap_or(o.machine.qemu_arg());
-    c.args(["-M", machine, "-accel", "tcg", "-cpu", "max"])
+    c.args(["-M", machine, "-accel", "tcg", "-cpu", &o.cpu])
         .args(["-m", &format!("{}M", o.memory_mib)])
         .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
         .args(["-serial", "stdio"]);
@@ -165,6 +172,14 @@ pub fn command(
         c.args(["-netdev", &backend, "-device", &nic]);
     }
     c.args(crate::disk::qemu_args(disks, o.machine));
+    if o.rng {
+        let model = match o.machine {
+            Machine::Microvm => "virtio-rng-device",
+            Machine::Q35 | Machine::Pc => "virtio-rng-pci",
+        };
+        c.args(["-object", "rng-random,id=rng0,filename=/dev/urandom"])
+            .args(["-device", &format!("{model},rng=rng0")]);
+    }
     c.args(&o.extra);
     if o.debug_exit {
         c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);

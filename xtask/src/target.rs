@@ -59,6 +59,17 @@ impl Target {
         matches!(self, Target::Virtio | Target::Xen)
     }
 
+    /// Compiler flags for every crate of an image (not build scripts or proc-macros: images
+    /// are built with an explicit `--target`). Bare-metal targets select getrandom's custom
+    /// backend, which `fata` implements over `fata::rand` (getrandom 0.3 and 0.4 read this
+    /// cfg; 0.2 cannot be redirected on a Linux target).
+    pub fn rustflags(self) -> &'static [&'static str] {
+        match self {
+            Target::Virtio | Target::Xen => &["--cfg", "getrandom_backend=\"custom\""],
+            Target::Unix => &[],
+        }
+    }
+
     /// This target's own cargo target directory: building one platform never touches
     /// another's artefacts.
     pub fn target_dir(self, root: &Path) -> PathBuf {
@@ -134,6 +145,17 @@ mod tests {
             "{e}"
         );
         assert_eq!(Target::parse("unix").unwrap(), Target::Unix);
+    }
+
+    #[test]
+    fn only_bare_metal_images_select_getrandoms_custom_backend() {
+        for t in [Target::Virtio, Target::Xen] {
+            assert_eq!(t.rustflags(), ["--cfg", "getrandom_backend=\"custom\""]);
+        }
+        assert!(
+            Target::Unix.rustflags().is_empty(),
+            "unix uses the host's getrandom"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! It provides the single-core async executor ([`spawn`], [`time`]), the heap, typed
 //! configuration keys ([`config!`], [`config`]), logging through the `log` facade, console
-//! printing ([`println!`]), the panic and error reporting that turns every failure into a
+//! printing ([`println!`]), random numbers ([`rand`]), the panic and error reporting that turns every failure into a
 //! message and a non-zero exit, and `#[fata::main]`.
 //!
 //! This is the one place that selects a platform (see `platform.rs`): with the cargo feature
@@ -28,6 +28,7 @@ mod logger;
 #[cfg(feature = "net")]
 pub mod net;
 mod platform;
+pub mod rand;
 mod runtime;
 #[allow(unsafe_code)]
 mod single;

@@ -129,6 +129,7 @@ where
     crate::logger::init(loaded.runtime.log.0);
     log::debug!("boot command line: {}", boot.cmdline);
     let _ = config::write_effective(&mut Console::new(), &loaded);
+    crate::rand::init(loaded.runtime.insecure_entropy);
 
     let exec: &'static Executor = Box::leak(Box::new(Executor::new()));
     set_current(exec);

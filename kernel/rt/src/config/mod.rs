@@ -126,6 +126,9 @@ crate::config! {
     pub(crate) struct RuntimeConfig {
         /// Log level of the console logger.
         log: LogLevel = LogLevel(log::LevelFilter::Info),
+        /// Let code that needs secure randomness (TLS keys) run even when no entropy source
+        /// seeded fata::rand (it is then predictable). See fata::rand::allow_insecure.
+        insecure_entropy: bool = false,
     }
 }
 

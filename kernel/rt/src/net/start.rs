@@ -56,7 +56,9 @@ pub(crate) fn start(keys: &NetKeys) -> Result<Stack, Unavailable> {
         cfg.tcp_rx_buffer,
         cfg.max_tcp
     );
-    let seed = Plat::monotonic_ns() ^ Plat::wall_ns().unwrap_or(0).rotate_left(17);
+    // smoltcp draws TCP initial sequence numbers, the first ephemeral port and IPv4 ids from
+    // one PCG32 seeded with this (docs/networking.md says what that does and does not give).
+    let seed = crate::rand::u64();
     let (runner, stack) = Runner::new(dev, cfg, now_ms(), seed, announce);
     current().add_event_source();
     crate::spawn(run(runner, events));
