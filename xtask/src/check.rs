@@ -586,6 +586,11 @@ pub fn advice(f: &Finding) -> String {
                     .join(", ")
             }
         ),
+        // getrandom 0.3 and 0.4 use fata's custom backend in an image (the xtask selects it),
+        // so a getrandom that still calls the C library is 0.2.
+        None if f.krate == "getrandom" => format!(
+            "this is getrandom 0.2 (used by rand 0.8, rand_core 0.6, ring 0.17's SystemRandom), which calls the C library on a Linux target and cannot be redirected; getrandom 0.3 and 0.4 work in fata images unchanged (their custom backend is fata::rand, selected by the xtask): move `{parent}` to a version on getrandom 0.3 or 0.4 (rand 0.9, rand_core 0.9, current RustCrypto), or give it an RNG argument from fata::rand"
+        ),
         None if f.uses.iter().any(|u| u.contains("C library"))
             && !f.uses.iter().any(|u| u.contains("std")) =>
         {
@@ -739,6 +744,23 @@ mod tests {
         assert_eq!(
             render(&[report], false),
             "virtio: ok as far as checked, but the check is incomplete\n  warning: the object code of `dep` was not scanned: x.rlib: bad\n"
+        );
+    }
+
+    #[test]
+    fn getrandom_0_2_advice_names_the_versions_that_work() {
+        let f = Finding {
+            krate: "getrandom".into(),
+            uses: vec!["calls the host C library: open, poll".into()],
+            path: vec!["app".into(), "rand".into(), "getrandom".into()],
+            feature: None,
+        };
+        let a = advice(&f);
+        assert!(
+            a.contains("getrandom 0.2")
+                && a.contains("getrandom 0.3 and 0.4 work")
+                && a.contains("move `rand`"),
+            "{a}"
         );
     }
 
