@@ -254,7 +254,14 @@ pub struct Runner<D: NetDevice> {
 
 impl<D: NetDevice> Runner<D> {
     /// Creates the stack on `device`. `on_ready(port)` is called once per listener when it is
-    /// bound and the interface has an address; `seed` randomises sequence numbers and ports.
+    /// bound and the interface has an address.
+    ///
+    /// `seed` (the runtime passes `fata::rand::u64()`) picks the first ephemeral port
+    /// (49152 + seed mod 16384; later ones follow in order) and seeds smoltcp's generator, from
+    /// which smoltcp 0.14 draws every TCP initial sequence number, IPv4 id and DHCP
+    /// transaction id. That generator is a 64-bit LCG with a PCG output step, seeded once and
+    /// offering no per-connection hook: its numbers differ from boot to boot, but an observer
+    /// who sees a few of them can predict the next (docs/networking.md).
     pub fn new(
         device: D,
         config: NetConfig,
