@@ -91,7 +91,7 @@ pub fn decode_std(text: &str) -> Option<Vec<u8>> {
         symbols.pop();
         pads += 1;
     }
-    if pads > 2 || (pads > 0 && (symbols.len() + pads) % 4 != 0) {
+    if pads > 2 || (pads > 0 && !(symbols.len() + pads).is_multiple_of(4)) {
         return None;
     }
     decode_symbols(&symbols, false)
@@ -138,7 +138,10 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_refused() {
-        assert!(decode_url("Zg==").is_none(), "padding is not base64url-nopad");
+        assert!(
+            decode_url("Zg==").is_none(),
+            "padding is not base64url-nopad"
+        );
         assert!(decode_url("Z").is_none(), "one symbol cannot be a byte");
         assert!(decode_url("Zh").is_none(), "non-zero trailing bits");
         assert!(decode_url("Zm 9v").is_none());

@@ -7,6 +7,7 @@ use crate::json::{self, ObjectWriter, Value};
 use crate::key::{self, JwsSigner, KeyPair};
 use crate::transport::{Http01Responder, HttpRequest, HttpResponse, Method, Sleep, Transport};
 use crate::{b64, csr, der, pem};
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -35,7 +36,10 @@ impl Directory {
             new_nonce: String::from(v.str_field("newNonce")?),
             new_account: String::from(v.str_field("newAccount")?),
             new_order: String::from(v.str_field("newOrder")?),
-            terms_of_service: v.get("meta").and_then(|m| m.str_field("termsOfService")).map(String::from),
+            terms_of_service: v
+                .get("meta")
+                .and_then(|m| m.str_field("termsOfService"))
+                .map(String::from),
         })
     }
 }
@@ -156,15 +160,29 @@ impl<T: Transport> Client<T> {
     pub async fn directory(&mut self) -> Result<&Directory, Error> {
         if self.directory.is_none() {
             let step = Step::Directory;
-            let req = HttpRequest { method: Method::Get, url: &self.directory_url, content_type: None, body: &[] };
-            let resp = self.transport.request(req).await.map_err(|error| Error::Transport { step, error })?;
+            let req = HttpRequest {
+                method: Method::Get,
+                url: &self.directory_url,
+                content_type: None,
+                body: &[],
+            };
+            let resp = self
+                .transport
+                .request(req)
+                .await
+                .map_err(|error| Error::Transport { step, error })?;
             check_status(step, &resp)?;
-            let dir = Directory::parse(&resp.body)
-                .ok_or(Error::Malformed { step, what: "not a directory (newNonce/newAccount/newOrder)" })?;
+            let dir = Directory::parse(&resp.body).ok_or(Error::Malformed {
+                step,
+                what: "not a directory (newNonce/newAccount/newOrder)",
+            })?;
             self.directory = Some(dir);
         }
         // Set just above; the error arm is never taken.
-        self.directory.as_ref().ok_or(Error::Malformed { step: Step::Directory, what: "no directory" })
+        self.directory.as_ref().ok_or(Error::Malformed {
+            step: Step::Directory,
+            what: "no directory",
+        })
     }
 
     async fn fresh_nonce(&mut self) -> Result<String, Error> {
@@ -173,17 +191,34 @@ impl<T: Transport> Client<T> {
         }
         let url = self.directory().await?.new_nonce.clone();
         let step = Step::NewNonce;
-        let req = HttpRequest { method: Method::Head, url: &url, content_type: None, body: &[] };
-        let resp = self.transport.request(req).await.map_err(|error| Error::Transport { step, error })?;
+        let req = HttpRequest {
+            method: Method::Head,
+            url: &url,
+            content_type: None,
+            body: &[],
+        };
+        let resp = self
+            .transport
+            .request(req)
+            .await
+            .map_err(|error| Error::Transport { step, error })?;
         check_status(step, &resp)?;
         resp.header("Replay-Nonce")
             .filter(|n| is_nonce(n))
             .map(String::from)
-            .ok_or(Error::Malformed { step, what: "no valid Replay-Nonce header" })
+            .ok_or(Error::Malformed {
+                step,
+                what: "no valid Replay-Nonce header",
+            })
     }
 
     /// One signed POST; retries once on `badNonce`. Returns 2xx responses only.
-    async fn post(&mut self, step: Step, url: &str, payload: Payload<'_>) -> Result<HttpResponse, Error> {
+    async fn post(
+        &mut self,
+        step: Step,
+        url: &str,
+        payload: Payload<'_>,
+    ) -> Result<HttpResponse, Error> {
         let payload = match payload {
             Payload::Json(p) => p,
             Payload::Empty => &[][..],
@@ -202,10 +237,19 @@ impl<T: Transport> Client<T> {
                 content_type: Some(JOSE_JSON),
                 body: body.as_bytes(),
             };
-            let resp = self.transport.request(req).await.map_err(|error| Error::Transport { step, error })?;
-            self.nonce = resp.header("Replay-Nonce").filter(|n| is_nonce(n)).map(String::from);
+            let resp = self
+                .transport
+                .request(req)
+                .await
+                .map_err(|error| Error::Transport { step, error })?;
+            self.nonce = resp
+                .header("Replay-Nonce")
+                .filter(|n| is_nonce(n))
+                .map(String::from);
             match check_status(step, &resp) {
-                Err(Error::Http { problem: Some(p), .. }) if p.kind == BAD_NONCE && !retried => {
+                Err(Error::Http {
+                    problem: Some(p), ..
+                }) if p.kind == BAD_NONCE && !retried => {
                     retried = true;
                 }
                 Err(e) => return Err(e),
@@ -229,11 +273,19 @@ impl<T: Transport> Client<T> {
         }
         let body = body.finish();
         let step = Step::NewAccount;
-        let resp = self.post(step, &url, Payload::Json(body.as_bytes())).await?;
-        let kid = resp.header("Location").ok_or(Error::Malformed { step, what: "no Location header (account URL)" })?;
+        let resp = self
+            .post(step, &url, Payload::Json(body.as_bytes()))
+            .await?;
+        let kid = resp.header("Location").ok_or(Error::Malformed {
+            step,
+            what: "no Location header (account URL)",
+        })?;
         let v = parse_json(step, &resp)?;
         if v.str_field("status").is_some_and(|s| s != "valid") {
-            return Err(Error::Malformed { step, what: "account is not valid (deactivated or revoked)" });
+            return Err(Error::Malformed {
+                step,
+                what: "account is not valid (deactivated or revoked)",
+            });
         }
         let kid = String::from(kid);
         self.account_url = Some(kid.clone());
@@ -265,33 +317,60 @@ impl<T: Transport> Client<T> {
             if i > 0 {
                 ids.push(',');
             }
-            ids.push_str(&ObjectWriter::new().str("type", "dns").str("value", d).finish());
+            ids.push_str(
+                &ObjectWriter::new()
+                    .str("type", "dns")
+                    .str("value", d)
+                    .finish(),
+            );
         }
         ids.push(']');
         let body = ObjectWriter::new().raw("identifiers", &ids).finish();
-        let resp = self.post(step, &url, Payload::Json(body.as_bytes())).await?;
-        let order_url = String::from(resp.header("Location").ok_or(Error::Malformed { step, what: "no Location header (order URL)" })?);
+        let resp = self
+            .post(step, &url, Payload::Json(body.as_bytes()))
+            .await?;
+        let order_url = String::from(resp.header("Location").ok_or(Error::Malformed {
+            step,
+            what: "no Location header (order URL)",
+        })?);
         let order = parse_json(step, &resp)?;
         check_order(&order)?;
         let authz_urls: Vec<String> = order
             .get("authorizations")
             .and_then(Value::as_array)
-            .ok_or(Error::Malformed { step, what: "order has no authorizations" })?
+            .ok_or(Error::Malformed {
+                step,
+                what: "order has no authorizations",
+            })?
             .iter()
-            .map(|a| a.as_str().map(String::from).ok_or(Error::Malformed { step, what: "authorization URL is not a string" }))
+            .map(|a| {
+                a.as_str().map(String::from).ok_or(Error::Malformed {
+                    step,
+                    what: "authorization URL is not a string",
+                })
+            })
             .collect::<Result<_, _>>()?;
-        let finalize_url = String::from(order.str_field("finalize").ok_or(Error::Malformed { step, what: "order has no finalize URL" })?);
+        let finalize_url = String::from(order.str_field("finalize").ok_or(Error::Malformed {
+            step,
+            what: "order has no finalize URL",
+        })?);
 
         for authz_url in &authz_urls {
             self.authorize(authz_url, responder, sleep).await?;
         }
 
         // Wait for `ready`, then finalize.
-        let order = self.poll_order(&order_url, &["ready", "valid", "processing"], sleep).await?;
+        let order = self
+            .poll_order(&order_url, &["ready", "valid", "processing"], sleep)
+            .await?;
         let order = if order.str_field("status") == Some("ready") {
             let step = Step::Finalize;
-            let body = ObjectWriter::new().str("csr", &b64::encode_url(&csr)).finish();
-            let resp = self.post(step, &finalize_url, Payload::Json(body.as_bytes())).await?;
+            let body = ObjectWriter::new()
+                .str("csr", &b64::encode_url(&csr))
+                .finish();
+            let resp = self
+                .post(step, &finalize_url, Payload::Json(body.as_bytes()))
+                .await?;
             let order = parse_json(step, &resp)?;
             check_order(&order)?;
             order
@@ -306,44 +385,111 @@ impl<T: Transport> Client<T> {
 
         // Download.
         let step = Step::Download;
-        let cert_url = String::from(order.str_field("certificate").ok_or(Error::Malformed { step: Step::Order, what: "valid order has no certificate URL" })?);
+        let cert_url = String::from(order.str_field("certificate").ok_or(Error::Malformed {
+            step: Step::Order,
+            what: "valid order has no certificate URL",
+        })?);
         let resp = self.post(step, &cert_url, Payload::Empty).await?;
-        let chain_pem = String::from_utf8(resp.body).map_err(|_| Error::Malformed { step, what: "certificate chain is not text" })?;
-        let blocks = pem::parse_all(&chain_pem).map_err(|_| Error::Malformed { step, what: "certificate chain is not valid PEM" })?;
-        let chain_der: Vec<Vec<u8>> = blocks.into_iter().filter(|b| b.label == "CERTIFICATE").map(|b| b.der).collect();
-        let leaf = chain_der.first().ok_or(Error::Malformed { step, what: "no CERTIFICATE in the chain" })?;
-        let (not_before, not_after) = der::cert_validity(leaf).ok_or(Error::Malformed { step, what: "leaf certificate validity unreadable" })?;
+        let chain_pem = String::from_utf8(resp.body).map_err(|_| Error::Malformed {
+            step,
+            what: "certificate chain is not text",
+        })?;
+        let blocks = pem::parse_all(&chain_pem).map_err(|_| Error::Malformed {
+            step,
+            what: "certificate chain is not valid PEM",
+        })?;
+        let chain_der: Vec<Vec<u8>> = blocks
+            .into_iter()
+            .filter(|b| b.label == "CERTIFICATE")
+            .map(|b| b.der)
+            .collect();
+        let leaf = chain_der.first().ok_or(Error::Malformed {
+            step,
+            what: "no CERTIFICATE in the chain",
+        })?;
+        let (not_before, not_after) = der::cert_validity(leaf).ok_or(Error::Malformed {
+            step,
+            what: "leaf certificate validity unreadable",
+        })?;
         let point = cert_key.public_point();
         if !leaf.windows(point.len()).any(|w| w == point) {
-            return Err(Error::Malformed { step, what: "leaf certificate is not for the requested key" });
+            return Err(Error::Malformed {
+                step,
+                what: "leaf certificate is not for the requested key",
+            });
         }
         let key_pkcs8_der = cert_key.to_pkcs8_der();
         let key_pem = pem::encode("PRIVATE KEY", &key_pkcs8_der);
-        Ok(Issued { chain_pem, chain_der, key_pkcs8_der, key_pem, not_before, not_after })
+        Ok(Issued {
+            chain_pem,
+            chain_der,
+            key_pkcs8_der,
+            key_pem,
+            not_before,
+            not_after,
+        })
     }
 
     /// Completes one authorization with http-01 (nothing to do if it is already valid).
-    async fn authorize<R: Http01Responder, S: Sleep>(&mut self, authz_url: &str, responder: &mut R, sleep: &mut S) -> Result<(), Error> {
+    async fn authorize<R: Http01Responder, S: Sleep>(
+        &mut self,
+        authz_url: &str,
+        responder: &mut R,
+        sleep: &mut S,
+    ) -> Result<(), Error> {
         let step = Step::Authorization;
         let resp = self.post(step, authz_url, Payload::Empty).await?;
         let authz = parse_json(step, &resp)?;
-        let domain = String::from(authz.get("identifier").and_then(|i| i.str_field("value")).unwrap_or("?"));
+        let domain = String::from(
+            authz
+                .get("identifier")
+                .and_then(|i| i.str_field("value"))
+                .unwrap_or("?"),
+        );
         match authz.str_field("status") {
             Some("valid") => return Ok(()),
             Some("pending") => {}
-            Some(_) => return Err(Error::ChallengeFailed { problem: challenge_problem(&authz), domain }),
-            None => return Err(Error::Malformed { step, what: "authorization has no status" }),
+            Some(_) => {
+                return Err(Error::ChallengeFailed {
+                    problem: challenge_problem(&authz),
+                    domain,
+                });
+            }
+            None => {
+                return Err(Error::Malformed {
+                    step,
+                    what: "authorization has no status",
+                });
+            }
         }
-        let challenges = authz.get("challenges").and_then(Value::as_array).ok_or(Error::Malformed { step, what: "authorization has no challenges" })?;
+        let challenges =
+            authz
+                .get("challenges")
+                .and_then(Value::as_array)
+                .ok_or(Error::Malformed {
+                    step,
+                    what: "authorization has no challenges",
+                })?;
         let http01 = challenges
             .iter()
             .find(|c| c.str_field("type") == Some("http-01"))
-            .ok_or_else(|| Error::NoHttp01 { domain: domain.clone() })?;
-        let chall_url = String::from(http01.str_field("url").ok_or(Error::Malformed { step, what: "challenge has no url" })?);
-        let token = http01.str_field("token").ok_or(Error::Malformed { step, what: "challenge has no token" })?;
+            .ok_or_else(|| Error::NoHttp01 {
+                domain: domain.clone(),
+            })?;
+        let chall_url = String::from(http01.str_field("url").ok_or(Error::Malformed {
+            step,
+            what: "challenge has no url",
+        })?);
+        let token = http01.str_field("token").ok_or(Error::Malformed {
+            step,
+            what: "challenge has no token",
+        })?;
         // RFC 8555 §8.3: base64url characters only (it becomes a URL path segment).
         if token.is_empty() || token.len() > 256 || b64::decode_url(token).is_none() {
-            return Err(Error::Malformed { step, what: "challenge token is not base64url" });
+            return Err(Error::Malformed {
+                step,
+                what: "challenge token is not base64url",
+            });
         }
         let token = String::from(token);
         let key_authz = key::key_authorization(&self.key, &token);
@@ -354,13 +500,24 @@ impl<T: Transport> Client<T> {
     }
 
     /// Tells the CA to validate, then polls the authorization until it is final.
-    async fn validate<S: Sleep>(&mut self, chall_url: &str, authz_url: &str, domain: &str, sleep: &mut S) -> Result<(), Error> {
-        let resp = self.post(Step::Challenge, chall_url, Payload::Json(b"{}")).await?;
+    async fn validate<S: Sleep>(
+        &mut self,
+        chall_url: &str,
+        authz_url: &str,
+        domain: &str,
+        sleep: &mut S,
+    ) -> Result<(), Error> {
+        let resp = self
+            .post(Step::Challenge, chall_url, Payload::Json(b"{}"))
+            .await?;
         let chall = parse_json(Step::Challenge, &resp)?;
         if chall.str_field("status") == Some("invalid") {
             return Err(Error::ChallengeFailed {
                 domain: String::from(domain),
-                problem: chall.get("error").and_then(Problem::from_json),
+                problem: chall
+                    .get("error")
+                    .and_then(Problem::from_json)
+                    .map(Box::new),
             });
         }
         let mut delay = self.retry_after(&resp);
@@ -373,22 +530,41 @@ impl<T: Transport> Client<T> {
                 Some("valid") => return Ok(()),
                 Some("pending" | "processing") => delay = self.retry_after(&resp),
                 Some(_) => {
-                    return Err(Error::ChallengeFailed { domain: String::from(domain), problem: challenge_problem(&authz) });
+                    return Err(Error::ChallengeFailed {
+                        domain: String::from(domain),
+                        problem: challenge_problem(&authz),
+                    });
                 }
-                None => return Err(Error::Malformed { step, what: "authorization has no status" }),
+                None => {
+                    return Err(Error::Malformed {
+                        step,
+                        what: "authorization has no status",
+                    });
+                }
             }
         }
-        Err(Error::PollLimit { step, polls: self.config.max_polls })
+        Err(Error::PollLimit {
+            step,
+            polls: self.config.max_polls,
+        })
     }
 
     /// Polls the order until its status is one of `until` (or `invalid`, an error).
-    async fn poll_order<S: Sleep>(&mut self, order_url: &str, until: &[&str], sleep: &mut S) -> Result<Value, Error> {
+    async fn poll_order<S: Sleep>(
+        &mut self,
+        order_url: &str,
+        until: &[&str],
+        sleep: &mut S,
+    ) -> Result<Value, Error> {
         let step = Step::Order;
         for i in 0..self.config.max_polls {
             let resp = self.post(step, order_url, Payload::Empty).await?;
             let order = parse_json(step, &resp)?;
             check_order(&order)?;
-            let status = order.str_field("status").ok_or(Error::Malformed { step, what: "order has no status" })?;
+            let status = order.str_field("status").ok_or(Error::Malformed {
+                step,
+                what: "order has no status",
+            })?;
             if until.contains(&status) {
                 return Ok(order);
             }
@@ -396,12 +572,18 @@ impl<T: Transport> Client<T> {
                 sleep.sleep(self.retry_after(&resp)).await;
             }
         }
-        Err(Error::PollLimit { step, polls: self.config.max_polls })
+        Err(Error::PollLimit {
+            step,
+            polls: self.config.max_polls,
+        })
     }
 
     /// The server's `Retry-After` in seconds (capped), or the configured interval.
     fn retry_after(&self, resp: &HttpResponse) -> Duration {
-        match resp.header("Retry-After").and_then(|v| v.parse::<u64>().ok()) {
+        match resp
+            .header("Retry-After")
+            .and_then(|v| v.parse::<u64>().ok())
+        {
             Some(s) => Duration::from_secs(s).min(self.config.max_retry_after),
             None => self.config.poll_interval,
         }
@@ -409,33 +591,56 @@ impl<T: Transport> Client<T> {
 }
 
 fn is_nonce(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 512 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !n.is_empty()
+        && n.len() <= 512
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn check_status(step: Step, resp: &HttpResponse) -> Result<(), Error> {
     if (200..300).contains(&resp.status) {
         Ok(())
     } else {
-        Err(Error::Http { step, status: resp.status, problem: Problem::from_body(&resp.body) })
+        Err(Error::Http {
+            step,
+            status: resp.status,
+            problem: Problem::from_body(&resp.body).map(Box::new),
+        })
     }
 }
 
 fn parse_json(step: Step, resp: &HttpResponse) -> Result<Value, Error> {
     match json::parse(&resp.body) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(Error::Malformed { step, what: "response is not a JSON object" }),
-        Err(_) => Err(Error::Malformed { step, what: "response is not valid JSON" }),
+        Ok(_) => Err(Error::Malformed {
+            step,
+            what: "response is not a JSON object",
+        }),
+        Err(_) => Err(Error::Malformed {
+            step,
+            what: "response is not valid JSON",
+        }),
     }
 }
 
 fn check_order(order: &Value) -> Result<(), Error> {
     if order.str_field("status") == Some("invalid") {
-        return Err(Error::OrderInvalid { problem: order.get("error").and_then(Problem::from_json) });
+        return Err(Error::OrderInvalid {
+            problem: order
+                .get("error")
+                .and_then(Problem::from_json)
+                .map(Box::new),
+        });
     }
     Ok(())
 }
 
 /// The first challenge `error` in an authorization.
-fn challenge_problem(authz: &Value) -> Option<Problem> {
-    authz.get("challenges")?.as_array()?.iter().find_map(|c| c.get("error").and_then(Problem::from_json))
+fn challenge_problem(authz: &Value) -> Option<Box<Problem>> {
+    authz
+        .get("challenges")?
+        .as_array()?
+        .iter()
+        .find_map(|c| c.get("error").and_then(Problem::from_json))
+        .map(Box::new)
 }

@@ -23,7 +23,11 @@ pub struct InvalidDomain(pub String);
 
 impl core::fmt::Display for InvalidDomain {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "invalid DNS name {:?} (ASCII letters, digits, '-', '.', labels of 1..=63, at most 253)", self.0)
+        write!(
+            f,
+            "invalid DNS name {:?} (ASCII letters, digits, '-', '.', labels of 1..=63, at most 253)",
+            self.0
+        )
     }
 }
 
@@ -36,8 +40,15 @@ pub fn check_domain(name: &str) -> Result<(), InvalidDomain> {
         return Err(bad());
     }
     for label in host.split('.') {
-        let ok_chars = label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if label.is_empty() || label.len() > 63 || !ok_chars || label.starts_with('-') || label.ends_with('-') {
+        let ok_chars = label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if label.is_empty()
+            || label.len() > 63
+            || !ok_chars
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
             return Err(bad());
         }
     }
@@ -53,7 +64,10 @@ pub fn build(key: &KeyPair, domains: &[&str]) -> Result<Vec<u8>, InvalidDomain> 
         check_domain(d)?;
     }
     let subject = if first.len() <= MAX_CN {
-        let atv = der::seq(&[&der::oid(OID_COMMON_NAME), &der::tlv(tag::UTF8_STRING, first.as_bytes())]);
+        let atv = der::seq(&[
+            &der::oid(OID_COMMON_NAME),
+            &der::tlv(tag::UTF8_STRING, first.as_bytes()),
+        ]);
         der::seq(&[&der::cons(tag::SET, &[&atv])])
     } else {
         der::seq(&[]) // empty subject; the names are in the SAN (RFC 5280 §4.2.1.6)
@@ -62,14 +76,20 @@ pub fn build(key: &KeyPair, domains: &[&str]) -> Result<Vec<u8>, InvalidDomain> 
         &der::seq(&[&der::oid(OID_EC_PUBLIC_KEY), &der::oid(OID_PRIME256V1)]),
         &der::bit_string(&key.public_point()),
     ]);
-    let names: Vec<Vec<u8>> = domains.iter().map(|d| der::tlv(0x82, d.as_bytes())).collect();
+    let names: Vec<Vec<u8>> = domains
+        .iter()
+        .map(|d| der::tlv(0x82, d.as_bytes()))
+        .collect();
     let names: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
     let san = der::seq(&[
         &der::oid(OID_SUBJECT_ALT_NAME),
         &der::tlv(tag::OCTET_STRING, &der::seq(&names)),
     ]);
     let extensions = der::seq(&[&san]);
-    let attribute = der::seq(&[&der::oid(OID_EXTENSION_REQUEST), &der::cons(tag::SET, &[&extensions])]);
+    let attribute = der::seq(&[
+        &der::oid(OID_EXTENSION_REQUEST),
+        &der::cons(tag::SET, &[&extensions]),
+    ]);
     let attributes = der::cons(0xA0, &[&attribute]);
     let info = der::seq(&[&der::uint(&[0]), &subject, &spki, &attributes]);
     let sig = key.sign(&info);
@@ -102,9 +122,15 @@ mod tests {
         assert_eq!(t, tag::SEQUENCE);
         // Re-encode the exact TLV bytes of certificationRequestInfo for verification.
         let info_tlv = der::tlv(tag::SEQUENCE, info_content);
-        assert!(csr.windows(info_tlv.len()).any(|w| w == info_tlv.as_slice()));
+        assert!(
+            csr.windows(info_tlv.len())
+                .any(|w| w == info_tlv.as_slice())
+        );
         let mut alg = req.sequence().unwrap();
-        assert_eq!(alg.read(tag::OID).unwrap(), &der::oid(OID_ECDSA_SHA256)[2..]);
+        assert_eq!(
+            alg.read(tag::OID).unwrap(),
+            &der::oid(OID_ECDSA_SHA256)[2..]
+        );
         assert!(alg.is_empty(), "ecdsa-with-SHA256 has absent parameters");
         let sig_bits = req.read(tag::BIT_STRING).unwrap();
         assert_eq!(sig_bits[0], 0);
@@ -123,23 +149,35 @@ mod tests {
         };
         let mut spki = info.sequence().unwrap();
         let mut alg = spki.sequence().unwrap();
-        assert_eq!(alg.read(tag::OID).unwrap(), &der::oid(OID_EC_PUBLIC_KEY)[2..]);
+        assert_eq!(
+            alg.read(tag::OID).unwrap(),
+            &der::oid(OID_EC_PUBLIC_KEY)[2..]
+        );
         assert_eq!(alg.read(tag::OID).unwrap(), &der::oid(OID_PRIME256V1)[2..]);
         let point = spki.read(tag::BIT_STRING).unwrap();
         assert_eq!(point[0], 0);
         let vk = VerifyingKey::from_sec1_bytes(&point[1..]).unwrap();
         let sig = Signature::from_der(&sig_bits[1..]).unwrap();
-        vk.verify(&info_tlv, &sig).expect("CSR self-signature verifies");
+        vk.verify(&info_tlv, &sig)
+            .expect("CSR self-signature verifies");
 
         let mut attrs = Reader::new(info.read(0xA0).unwrap());
         assert!(info.is_empty());
         let mut attr = attrs.sequence().unwrap();
-        assert_eq!(attr.read(tag::OID).unwrap(), &der::oid(OID_EXTENSION_REQUEST)[2..]);
+        assert_eq!(
+            attr.read(tag::OID).unwrap(),
+            &der::oid(OID_EXTENSION_REQUEST)[2..]
+        );
         let mut set = Reader::new(attr.read(tag::SET).unwrap());
         let mut exts = set.sequence().unwrap();
         let mut ext = exts.sequence().unwrap();
-        assert_eq!(ext.read(tag::OID).unwrap(), &der::oid(OID_SUBJECT_ALT_NAME)[2..]);
-        let mut names = Reader::new(ext.read(tag::OCTET_STRING).unwrap()).sequence().unwrap();
+        assert_eq!(
+            ext.read(tag::OID).unwrap(),
+            &der::oid(OID_SUBJECT_ALT_NAME)[2..]
+        );
+        let mut names = Reader::new(ext.read(tag::OCTET_STRING).unwrap())
+            .sequence()
+            .unwrap();
         let mut sans = Vec::new();
         while !names.is_empty() {
             sans.push(names.read(0x82).unwrap().to_vec());
@@ -153,10 +191,21 @@ mod tests {
 
     #[test]
     fn csr_names_every_domain_and_its_signature_verifies() {
-        let csr = build(&key(), &["example.org", "www.example.org", "*.api.example.org"]).unwrap();
+        let csr = build(
+            &key(),
+            &["example.org", "www.example.org", "*.api.example.org"],
+        )
+        .unwrap();
         let p = parse_and_verify(&csr);
         assert_eq!(p.cn.as_deref(), Some(&b"example.org"[..]));
-        assert_eq!(p.sans, [&b"example.org"[..], b"www.example.org", b"*.api.example.org"]);
+        assert_eq!(
+            p.sans,
+            [
+                &b"example.org"[..],
+                b"www.example.org",
+                b"*.api.example.org"
+            ]
+        );
     }
 
     #[test]
@@ -179,7 +228,17 @@ mod tests {
 
     #[test]
     fn bad_domains_are_refused() {
-        for bad in ["", "a..b", "-a.b", "a-.b", "exa mple.org", "é.org", "a/b", "*.", "a.*.b"] {
+        for bad in [
+            "",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "exa mple.org",
+            "é.org",
+            "a/b",
+            "*.",
+            "a.*.b",
+        ] {
             assert!(build(&key(), &[bad]).is_err(), "{bad:?}");
         }
         assert!(build(&key(), &[]).is_err());
@@ -190,7 +249,10 @@ mod tests {
 
     #[test]
     fn openssl_accepts_the_csr_when_installed() {
-        let Ok(out) = std::process::Command::new("openssl").arg("version").output() else {
+        let Ok(out) = std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+        else {
             std::eprintln!("openssl not installed: skipped");
             return;
         };
@@ -198,17 +260,32 @@ mod tests {
         let dir = std::env::temp_dir().join(alloc::format!("fata-acme-csr-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("req.der");
-        std::fs::write(&path, build(&key(), &["example.org", "www.example.org"]).unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            build(&key(), &["example.org", "www.example.org"]).unwrap(),
+        )
+        .unwrap();
         let out = std::process::Command::new("openssl")
             .args(["req", "-inform", "DER", "-verify", "-noout", "-text", "-in"])
             .arg(&path)
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
         std::fs::remove_dir_all(&dir).ok();
         assert!(out.status.success(), "{text}");
-        assert!(text.contains("verify OK") || text.contains("Certificate request self-signature verify OK"), "{text}");
-        assert!(text.contains("DNS:example.org, DNS:www.example.org"), "{text}");
-        assert!(text.contains("CN = example.org") || text.contains("CN=example.org"), "{text}");
+        assert!(
+            text.contains("verify OK")
+                || text.contains("Certificate request self-signature verify OK"),
+            "{text}"
+        );
+        assert!(
+            text.contains("DNS:example.org, DNS:www.example.org"),
+            "{text}"
+        );
+        assert!(
+            text.contains("CN = example.org") || text.contains("CN=example.org"),
+            "{text}"
+        );
     }
 }

@@ -203,7 +203,20 @@ pub fn parse_time(tag_: u8, text: &[u8]) -> Option<i64> {
     let min = two_digits(rest.get(6..8)?)?;
     let sec = two_digits(rest.get(8..10)?)?;
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     let max_day = *month_days.get(usize::try_from(month).ok()?.checked_sub(1)?)?;
     if day == 0 || day > max_day || hour > 23 || min > 59 || sec > 60 {
         return None;
@@ -249,7 +262,10 @@ mod tests {
 
     #[test]
     fn oids_and_integers_match_known_encodings() {
-        assert_eq!(oid(&[1, 2, 840, 10045, 4, 3, 2]), [6, 8, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 4, 3, 2]);
+        assert_eq!(
+            oid(&[1, 2, 840, 10045, 4, 3, 2]),
+            [6, 8, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 4, 3, 2]
+        );
         assert_eq!(oid(&[2, 5, 29, 17]), [6, 3, 0x55, 0x1D, 0x11]);
         assert_eq!(uint(&[0]), [2, 1, 0]);
         assert_eq!(uint(&[]), [2, 1, 0]);
@@ -260,10 +276,22 @@ mod tests {
     #[test]
     fn non_minimal_indefinite_and_overlong_lengths_are_refused() {
         assert!(Reader::new(&[0x30, 0x80, 0, 0]).read_any().is_none());
-        assert!(Reader::new(&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5]).read_any().is_none());
+        assert!(
+            Reader::new(&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5])
+                .read_any()
+                .is_none()
+        );
         assert!(Reader::new(&[0x04, 0x82, 0x00, 0x80]).read_any().is_none());
-        assert!(Reader::new(&[0x04, 0x85, 1, 1, 1, 1, 1]).read_any().is_none());
-        assert!(Reader::new(&[0x04, 0x84, 0xFF, 0xFF, 0xFF, 0xFF]).read_any().is_none());
+        assert!(
+            Reader::new(&[0x04, 0x85, 1, 1, 1, 1, 1])
+                .read_any()
+                .is_none()
+        );
+        assert!(
+            Reader::new(&[0x04, 0x84, 0xFF, 0xFF, 0xFF, 0xFF])
+                .read_any()
+                .is_none()
+        );
         assert!(Reader::new(&[0x04, 3, 1, 2]).read_any().is_none());
         assert!(Reader::new(&[0x1F, 1, 0]).read_any().is_none());
     }
@@ -271,14 +299,41 @@ mod tests {
     #[test]
     fn times_convert_to_unix_seconds() {
         assert_eq!(parse_time(tag::UTC_TIME, b"700101000000Z"), Some(0));
-        assert_eq!(parse_time(tag::UTC_TIME, b"491231235959Z"), Some(2_524_607_999));
-        assert_eq!(parse_time(tag::UTC_TIME, b"500101000000Z"), Some(-631_152_000));
-        assert_eq!(parse_time(tag::GENERALIZED_TIME, b"20380119031408Z"), Some(2_147_483_648));
-        assert_eq!(parse_time(tag::GENERALIZED_TIME, b"20240229120000Z"), Some(1_709_208_000));
-        assert_eq!(parse_time(tag::GENERALIZED_TIME, b"99991231235959Z"), Some(253_402_300_799));
-        for bad in [&b"230229000000Z"[..], b"231301000000Z", b"230100000000Z", b"231231240000Z",
-            b"23123123595Z", b"231231235959+", b"2312312359a9Z", b""] {
-            assert!(parse_time(tag::UTC_TIME, bad).is_none(), "{:?}", core::str::from_utf8(bad));
+        assert_eq!(
+            parse_time(tag::UTC_TIME, b"491231235959Z"),
+            Some(2_524_607_999)
+        );
+        assert_eq!(
+            parse_time(tag::UTC_TIME, b"500101000000Z"),
+            Some(-631_152_000)
+        );
+        assert_eq!(
+            parse_time(tag::GENERALIZED_TIME, b"20380119031408Z"),
+            Some(2_147_483_648)
+        );
+        assert_eq!(
+            parse_time(tag::GENERALIZED_TIME, b"20240229120000Z"),
+            Some(1_709_208_000)
+        );
+        assert_eq!(
+            parse_time(tag::GENERALIZED_TIME, b"99991231235959Z"),
+            Some(253_402_300_799)
+        );
+        for bad in [
+            &b"230229000000Z"[..],
+            b"231301000000Z",
+            b"230100000000Z",
+            b"231231240000Z",
+            b"23123123595Z",
+            b"231231235959+",
+            b"2312312359a9Z",
+            b"",
+        ] {
+            assert!(
+                parse_time(tag::UTC_TIME, bad).is_none(),
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
         }
         assert!(parse_time(tag::GENERALIZED_TIME, b"20231231235959.5Z").is_none());
         assert!(parse_time(tag::OCTET_STRING, b"700101000000Z").is_none());
@@ -290,7 +345,20 @@ mod tests {
         for y in 1970..2110i64 {
             for m in 1..=12u32 {
                 let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-                let n = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m as usize - 1];
+                let n = [
+                    31,
+                    if leap { 29 } else { 28 },
+                    31,
+                    30,
+                    31,
+                    30,
+                    31,
+                    31,
+                    30,
+                    31,
+                    30,
+                    31,
+                ][m as usize - 1];
                 for d in 1..=n {
                     assert_eq!(days_from_civil(y, m, d), days);
                     days += 1;

@@ -5,6 +5,7 @@ use crate::csr::InvalidDomain;
 use crate::json::Value;
 use crate::key::KeyError;
 use crate::transport::TransportError;
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -79,14 +80,23 @@ impl Problem {
             return None;
         }
         let subproblems = match (depth, v.get("subproblems").and_then(Value::as_array)) {
-            (0, Some(list)) => list.iter().filter_map(|p| Self::from_json_depth(p, 1)).collect(),
+            (0, Some(list)) => list
+                .iter()
+                .filter_map(|p| Self::from_json_depth(p, 1))
+                .collect(),
             _ => Vec::new(),
         };
         Some(Problem {
             kind: String::from(kind.unwrap_or("")),
             detail: String::from(detail.unwrap_or("")),
-            status: v.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()),
-            identifier: v.get("identifier").and_then(|i| i.str_field("value")).map(String::from),
+            status: v
+                .get("status")
+                .and_then(Value::as_u64)
+                .and_then(|s| u16::try_from(s).ok()),
+            identifier: v
+                .get("identifier")
+                .and_then(|i| i.str_field("value"))
+                .map(String::from),
             subproblems,
         })
     }
@@ -131,7 +141,7 @@ pub enum Error {
         /// The HTTP status.
         status: u16,
         /// The problem document, if the body was one.
-        problem: Option<Problem>,
+        problem: Option<Box<Problem>>,
     },
     /// The server's answer could not be understood (bad JSON, missing field or header).
     Malformed {
@@ -145,12 +155,12 @@ pub enum Error {
         /// The domain.
         domain: String,
         /// The challenge's `error`, if any.
-        problem: Option<Problem>,
+        problem: Option<Box<Problem>>,
     },
     /// The order became `invalid`.
     OrderInvalid {
         /// The order's `error`, if any.
-        problem: Option<Problem>,
+        problem: Option<Box<Problem>>,
     },
     /// The authorization offers no http-01 challenge (e.g. a wildcard needs dns-01).
     NoHttp01 {
@@ -174,18 +184,35 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Transport { step, error } => write!(f, "ACME {step}: request failed: {error}"),
-            Error::Http { step, status, problem: Some(p) } => write!(f, "ACME {step}: HTTP {status}: {p}"),
-            Error::Http { step, status, problem: None } => write!(f, "ACME {step}: HTTP {status}"),
+            Error::Http {
+                step,
+                status,
+                problem: Some(p),
+            } => write!(f, "ACME {step}: HTTP {status}: {p}"),
+            Error::Http {
+                step,
+                status,
+                problem: None,
+            } => write!(f, "ACME {step}: HTTP {status}"),
             Error::Malformed { step, what } => write!(f, "ACME {step}: malformed response: {what}"),
-            Error::ChallengeFailed { domain, problem: Some(p) } => {
+            Error::ChallengeFailed {
+                domain,
+                problem: Some(p),
+            } => {
                 write!(f, "ACME challenge: {domain} could not be validated: {p}")
             }
-            Error::ChallengeFailed { domain, problem: None } => {
+            Error::ChallengeFailed {
+                domain,
+                problem: None,
+            } => {
                 write!(f, "ACME challenge: {domain} could not be validated")
             }
             Error::OrderInvalid { problem: Some(p) } => write!(f, "ACME order: invalid: {p}"),
             Error::OrderInvalid { problem: None } => f.write_str("ACME order: invalid"),
-            Error::NoHttp01 { domain } => write!(f, "ACME authorization: {domain} offers no http-01 challenge"),
+            Error::NoHttp01 { domain } => write!(
+                f,
+                "ACME authorization: {domain} offers no http-01 challenge"
+            ),
             Error::PollLimit { step, polls } => {
                 write!(f, "ACME {step}: still not finished after {polls} polls")
             }
@@ -199,9 +226,9 @@ impl Error {
     /// The server's problem document, if the error carries one.
     pub fn problem(&self) -> Option<&Problem> {
         match self {
-            Error::Http { problem, .. } | Error::ChallengeFailed { problem, .. } | Error::OrderInvalid { problem } => {
-                problem.as_ref()
-            }
+            Error::Http { problem, .. }
+            | Error::ChallengeFailed { problem, .. }
+            | Error::OrderInvalid { problem } => problem.as_deref(),
             _ => None,
         }
     }
@@ -232,13 +259,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.status, Some(400));
-        let e = Error::Http { step: Step::NewOrder, status: 400, problem: Some(p) };
+        let e = Error::Http {
+            step: Step::NewOrder,
+            status: 400,
+            problem: Some(Box::new(p)),
+        };
         assert_eq!(
             e.to_string(),
             "ACME newOrder: HTTP 400: urn:ietf:params:acme:error:rejectedIdentifier: no .local; \
              a.local: urn:ietf:params:acme:error:malformed: bad"
         );
-        let e = Error::Http { step: Step::Finalize, status: 503, problem: None };
+        let e = Error::Http {
+            step: Step::Finalize,
+            status: 503,
+            problem: None,
+        };
         assert_eq!(e.to_string(), "ACME finalize: HTTP 503");
     }
 

@@ -102,7 +102,10 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, what: &'static str) -> ParseError {
-        ParseError { offset: self.i, what }
+        ParseError {
+            offset: self.i,
+            what,
+        }
     }
     fn peek(&self) -> Option<u8> {
         self.s.get(self.i).copied()
@@ -337,7 +340,10 @@ pub struct ObjectWriter {
 impl ObjectWriter {
     /// Starts `{`.
     pub fn new() -> Self {
-        ObjectWriter { out: String::from("{"), first: true }
+        ObjectWriter {
+            out: String::from("{"),
+            first: true,
+        }
     }
     fn key(&mut self, k: &str) {
         if !self.first {
@@ -405,7 +411,11 @@ mod tests {
           "n": -12.5e+3, "ok": true, "none": null, "status": "dup"
         } "#;
         let v = parse(doc).unwrap();
-        assert_eq!(v.str_field("status"), Some("pending"), "first duplicate wins");
+        assert_eq!(
+            v.str_field("status"),
+            Some("pending"),
+            "first duplicate wins"
+        );
         let ids = v.get("identifiers").unwrap().as_array().unwrap();
         assert_eq!(ids[0].str_field("value"), Some("www.example.org"));
         assert_eq!(v.get("n"), Some(&Value::Number("-12.5e+3".to_string())));
@@ -435,18 +445,42 @@ mod tests {
         let v = parse(text.as_bytes()).unwrap();
         assert_eq!(v.str_field("k"), Some(nasty));
         assert_eq!(v.get("t"), Some(&Value::Bool(true)));
-        assert_eq!(v.get("a").unwrap().as_array().unwrap()[1].as_str(), Some(nasty));
+        assert_eq!(
+            v.get("a").unwrap().as_array().unwrap()[1].as_str(),
+            Some(nasty)
+        );
         assert_eq!(v.get("o"), Some(&Value::Object(Vec::new())));
     }
 
     #[test]
     fn malformed_documents_are_errors() {
         for bad in [
-            &b""[..], b"{", b"}", b"[1,]", b"{\"a\"}", b"{\"a\":}", b"{\"a\":1,}", b"01", b"-",
-            b"1.", b"1e", b"tru", b"nul", b"\"abc", b"\"a\nb\"", b"{} x", b"[1 2]", b"{1:2}",
-            b"\"\\x\"", b"\"\\u12\"",
+            &b""[..],
+            b"{",
+            b"}",
+            b"[1,]",
+            b"{\"a\"}",
+            b"{\"a\":}",
+            b"{\"a\":1,}",
+            b"01",
+            b"-",
+            b"1.",
+            b"1e",
+            b"tru",
+            b"nul",
+            b"\"abc",
+            b"\"a\nb\"",
+            b"{} x",
+            b"[1 2]",
+            b"{1:2}",
+            b"\"\\x\"",
+            b"\"\\u12\"",
         ] {
-            assert!(parse(bad).is_err(), "{:?} parsed", core::str::from_utf8(bad));
+            assert!(
+                parse(bad).is_err(),
+                "{:?} parsed",
+                core::str::from_utf8(bad)
+            );
         }
     }
 

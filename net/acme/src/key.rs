@@ -172,8 +172,14 @@ mod tests {
 
     #[test]
     fn out_of_range_scalars_are_refused_and_generate_retries() {
-        assert_eq!(KeyPair::from_bytes(&[0; 32]).unwrap_err(), KeyError::OutOfRange);
-        assert_eq!(KeyPair::from_bytes(&[0xFF; 32]).unwrap_err(), KeyError::OutOfRange);
+        assert_eq!(
+            KeyPair::from_bytes(&[0; 32]).unwrap_err(),
+            KeyError::OutOfRange
+        );
+        assert_eq!(
+            KeyPair::from_bytes(&[0xFF; 32]).unwrap_err(),
+            KeyError::OutOfRange
+        );
         let mut draws = 0;
         let k = KeyPair::generate(|b| {
             draws += 1;
@@ -182,7 +188,10 @@ mod tests {
         .unwrap();
         assert_eq!(draws, 3);
         assert_eq!(k.to_bytes(), [7; 32]);
-        assert_eq!(KeyPair::generate(|b| b.fill(0)).unwrap_err(), KeyError::BadRandomSource);
+        assert_eq!(
+            KeyPair::generate(|b| b.fill(0)).unwrap_err(),
+            KeyError::BadRandomSource
+        );
     }
 
     #[test]
@@ -197,7 +206,10 @@ mod tests {
         let jwk = k.jwk();
         let v = json::parse(jwk.as_bytes()).unwrap();
         let p = k.public_point();
-        assert_eq!(v.str_field("x").and_then(b64::decode_url).unwrap(), p[1..33]);
+        assert_eq!(
+            v.str_field("x").and_then(b64::decode_url).unwrap(),
+            p[1..33]
+        );
         assert_eq!(v.str_field("y").and_then(b64::decode_url).unwrap(), p[33..]);
         assert!(jwk.starts_with(r#"{"crv":"P-256","kty":"EC","x":""#));
         assert!(!jwk.contains(' '));

@@ -51,6 +51,6 @@ pub use error::{BAD_NONCE, Error, Problem, Step};
 pub use key::{GENERATE_ATTEMPTS, JwsSigner, KeyError, KeyPair, jws, key_authorization};
 pub use schedule::{RENEW_BEFORE, backoff, default_backoff, renew_at};
 pub use transport::{
-    HTTP01_PREFIX, Http01Responder, Http01Tokens, HttpRequest, HttpResponse, Method, Sleep, Transport,
-    TransportError,
+    HTTP01_PREFIX, Http01Responder, Http01Tokens, HttpRequest, HttpResponse, Method, Sleep,
+    Transport, TransportError,
 };

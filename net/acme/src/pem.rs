@@ -78,7 +78,10 @@ pub fn parse_all(text: &str) -> Result<Vec<Block>, PemError> {
             return Err(PemError::BadLabel);
         }
         let der = b64::decode_std(body).ok_or(PemError::BadBase64)?;
-        blocks.push(Block { label: String::from(label), der });
+        blocks.push(Block {
+            label: String::from(label),
+            der,
+        });
         rest = &after_end[end_label_len + DASHES.len()..];
     }
     Ok(blocks)
@@ -97,7 +100,13 @@ mod tests {
         assert!(pem.ends_with("-----END CERTIFICATE-----\n"));
         assert!(pem.lines().all(|l| l.len() <= 64));
         let blocks = parse_all(&pem).unwrap();
-        assert_eq!(blocks, [Block { label: "CERTIFICATE".into(), der }]);
+        assert_eq!(
+            blocks,
+            [Block {
+                label: "CERTIFICATE".into(),
+                der
+            }]
+        );
     }
 
     #[test]
@@ -115,13 +124,25 @@ mod tests {
     #[test]
     fn broken_blocks_are_errors() {
         let good = encode("CERTIFICATE", b"hello world");
-        assert_eq!(parse_all(&good.replace("END CERTIFICATE", "END KEY")), Err(PemError::BadLabel));
-        assert_eq!(parse_all(&good.replace("aGVs", "a*Vs")), Err(PemError::BadBase64));
-        assert_eq!(parse_all("-----BEGIN X-----\nAAAA\n"), Err(PemError::Unterminated));
+        assert_eq!(
+            parse_all(&good.replace("END CERTIFICATE", "END KEY")),
+            Err(PemError::BadLabel)
+        );
+        assert_eq!(
+            parse_all(&good.replace("aGVs", "a*Vs")),
+            Err(PemError::BadBase64)
+        );
+        assert_eq!(
+            parse_all("-----BEGIN X-----\nAAAA\n"),
+            Err(PemError::Unterminated)
+        );
         for cut in 0..good.len() - 1 {
             // (only the final newline may go)
             let r = parse_all(&good[..cut]);
-            assert!(r.is_err() || r.as_ref().unwrap().is_empty(), "cut {cut}: {r:?}");
+            assert!(
+                r.is_err() || r.as_ref().unwrap().is_empty(),
+                "cut {cut}: {r:?}"
+            );
         }
     }
 

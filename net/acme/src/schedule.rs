@@ -65,7 +65,11 @@ mod tests {
     #[test]
     fn never_schedules_in_the_past() {
         assert_eq!(renew_at(0, 90 * DAY, 80 * DAY), 80 * DAY);
-        assert_eq!(renew_at(0, 90 * DAY, 100 * DAY), 100 * DAY, "expired: renew now");
+        assert_eq!(
+            renew_at(0, 90 * DAY, 100 * DAY),
+            100 * DAY,
+            "expired: renew now"
+        );
         assert_eq!(renew_at(10, 5, 7), 7, "inverted validity: renew now");
         assert_eq!(renew_at(i64::MIN, i64::MAX, 0), 0);
     }
@@ -73,8 +77,18 @@ mod tests {
     #[test]
     fn backoff_doubles_from_ten_seconds_and_caps_at_an_hour() {
         let secs: alloc::vec::Vec<u64> = (0..12).map(|a| default_backoff(a).as_secs()).collect();
-        assert_eq!(secs, [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600, 3600]);
+        assert_eq!(
+            secs,
+            [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600, 3600]
+        );
         assert_eq!(default_backoff(u32::MAX), Duration::from_secs(3600));
-        assert_eq!(backoff(40, Duration::from_secs(u64::MAX / 2), Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(
+            backoff(
+                40,
+                Duration::from_secs(u64::MAX / 2),
+                Duration::from_secs(5)
+            ),
+            Duration::from_secs(5)
+        );
     }
 }

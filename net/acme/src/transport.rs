@@ -119,7 +119,9 @@ impl Http01Tokens {
 
 impl Http01Responder for Http01Tokens {
     fn publish(&mut self, token: &str, key_authorization: &str) {
-        self.0.borrow_mut().insert(String::from(token), String::from(key_authorization));
+        self.0
+            .borrow_mut()
+            .insert(String::from(token), String::from(key_authorization));
     }
     fn withdraw(&mut self, token: &str) {
         self.0.borrow_mut().remove(token);
@@ -135,7 +137,12 @@ mod tests {
         let server_side = Http01Tokens::new();
         let mut client_side = server_side.clone();
         client_side.publish("abc", "abc.thumb");
-        assert_eq!(server_side.answer("/.well-known/acme-challenge/abc").as_deref(), Some("abc.thumb"));
+        assert_eq!(
+            server_side
+                .answer("/.well-known/acme-challenge/abc")
+                .as_deref(),
+            Some("abc.thumb")
+        );
         assert_eq!(server_side.answer("/.well-known/acme-challenge/abd"), None);
         assert_eq!(server_side.answer("/abc"), None);
         client_side.withdraw("abc");
