@@ -151,7 +151,7 @@ pub fn cargo_command(
 /// The user's rustflags (`CARGO_ENCODED_RUSTFLAGS`, else `RUSTFLAGS`) followed by `ours`, in
 /// cargo's encoding (separated by 0x1f), so an image build adds its flags without dropping the
 /// user's.
-fn encoded_rustflags(ours: &[&str]) -> String {
+pub(crate) fn encoded_rustflags(ours: &[&str]) -> String {
     let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
         Ok(e) if !e.is_empty() => e.split('\x1f').map(String::from).collect(),
         _ => std::env::var("RUSTFLAGS")

@@ -46,6 +46,14 @@ pub fn run() -> Result<()> {
     for t in Target::ALL {
         let mut c = crate::build::cargo();
         c.current_dir(&root).arg("clippy");
+        // The image builds' flags, so linting does not invalidate their target directory.
+        if !t.rustflags().is_empty() {
+            c.env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                crate::build::encoded_rustflags(t.rustflags()),
+            );
+            c.env_remove("RUSTFLAGS");
+        }
         for e in &examples {
             c.args(["--package", e]);
         }

@@ -256,4 +256,16 @@ mod tests {
         }
         assert!(Unix::monotonic_ns() >= d);
     }
+
+    #[test]
+    fn the_hosts_getrandom_is_the_one_entropy_source_and_fills_whole_buffers() {
+        let mut sources = Unix::entropy_sources();
+        assert_eq!(sources.len(), 1);
+        assert_eq!(sources[0].name(), "getrandom");
+        let (mut a, mut b) = ([0u8; 4096], [0u8; 4096]);
+        sources[0].fill(&mut a).unwrap();
+        sources[0].fill(&mut b).unwrap();
+        assert_ne!(a, b);
+        assert!(a[4000..].iter().any(|&x| x != 0), "the end is filled too");
+    }
 }
