@@ -142,15 +142,13 @@ impl EntropySource for CpuRng {
 
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyError> {
         let insn = self.insn;
-        fill_from(buf, insn.retries(), &mut self.health, || match insn {
-            Insn::Rdseed => {
-                let v = imp::rdseed64();
-                if v.is_none() {
-                    core::hint::spin_loop();
-                }
-                v
+        fill_from(buf, insn.retries(), &mut self.health, || {
+            let v = imp::step(insn);
+            if v.is_none() && insn == Insn::Rdseed {
+                // RDSEED underflows under load: give the entropy source a moment.
+                core::hint::spin_loop();
             }
-            Insn::Rdrand => imp::rdrand64(),
+            v
         })
     }
 }
@@ -187,29 +185,24 @@ mod imp {
         super::offered(l1, l7)
     }
 
-    /// One RDRAND attempt. Only called after CPUID reported RDRAND.
-    pub(super) fn rdrand64() -> Option<u64> {
+    /// One attempt of `insn`: the value, or `None` when the CPU had none (carry clear). Only
+    /// called after CPUID reported the instruction (a `CpuRng` exists only then).
+    pub(super) fn step(insn: super::Insn) -> Option<u64> {
         let v: u64;
         let ok: u8;
-        // SAFETY: the CPU has RDRAND (checked by CPUID before a `CpuRng` exists); it writes
-        // only the output register and the flags, touches no memory and no stack.
-        unsafe {
-            core::arch::asm!("rdrand {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok,
-                options(nomem, nostack))
-        };
-        (ok == 1).then_some(v)
-    }
-
-    /// One RDSEED attempt. Only called after CPUID reported RDSEED.
-    pub(super) fn rdseed64() -> Option<u64> {
-        let v: u64;
-        let ok: u8;
-        // SAFETY: the CPU has RDSEED (checked by CPUID before a `CpuRng` exists); it writes
-        // only the output register and the flags, touches no memory and no stack.
-        unsafe {
-            core::arch::asm!("rdseed {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok,
-                options(nomem, nostack))
-        };
+        match insn {
+            // SAFETY: the CPU has RDSEED (checked by CPUID before a `CpuRng` exists); it
+            // writes only the output register and the flags, touches no memory and no stack.
+            super::Insn::Rdseed => unsafe {
+                core::arch::asm!("rdseed {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok,
+                    options(nomem, nostack))
+            },
+            // SAFETY: as above, for RDRAND.
+            super::Insn::Rdrand => unsafe {
+                core::arch::asm!("rdrand {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok,
+                    options(nomem, nostack))
+            },
+        }
         (ok == 1).then_some(v)
     }
 }
