@@ -68,6 +68,7 @@ fn main() {
         fs::write(&target, code)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", target.display()));
     }
+    embed_tls(&out_dir);
 }
 
 /// Appends `(url path, file path)` for every file under `dir`, whose URL prefix is `prefix`
@@ -97,4 +98,35 @@ fn collect(dir: &Path, prefix: &str, files: &mut Vec<(String, PathBuf)>) {
             files.push((url, path));
         }
     }
+}
+
+/// Writes `$OUT_DIR/tls.rs`: the certificate chain and key named by the environment
+/// variables `HTTP_TLS_CERT` and `HTTP_TLS_KEY` (paths to PEM files), embedded into the
+/// image, or `None` when they are not set.
+fn embed_tls(out_dir: &Path) {
+    println!("cargo:rerun-if-env-changed=HTTP_TLS_CERT");
+    println!("cargo:rerun-if-env-changed=HTTP_TLS_KEY");
+    let code = match (env::var("HTTP_TLS_CERT"), env::var("HTTP_TLS_KEY")) {
+        (Ok(cert), Ok(key)) => {
+            for f in [&cert, &key] {
+                let p = fs::canonicalize(f)
+                    .unwrap_or_else(|e| panic!("HTTP_TLS_CERT/HTTP_TLS_KEY: cannot read {f}: {e}"));
+                println!("cargo:rerun-if-changed={}", p.display());
+            }
+            let abs = |f: &str| {
+                fs::canonicalize(f)
+                    .expect("checked above")
+                    .display()
+                    .to_string()
+            };
+            format!(
+                "static EMBEDDED_TLS: Option<(&[u8], &[u8])> = Some((include_bytes!({:?}), include_bytes!({:?})));\n",
+                abs(&cert),
+                abs(&key)
+            )
+        }
+        (Err(_), Err(_)) => "static EMBEDDED_TLS: Option<(&[u8], &[u8])> = None;\n".to_string(),
+        _ => panic!("set both HTTP_TLS_CERT and HTTP_TLS_KEY, or neither"),
+    };
+    fs::write(out_dir.join("tls.rs"), code).expect("write tls.rs");
 }

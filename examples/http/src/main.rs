@@ -6,6 +6,11 @@
 //!
 //! Between requests a connection is marked idle, so when the guest is at its connection limit
 //! the stack closes the connection idle longest to admit a new client instead of refusing it.
+//! HTTPS: with a certificate — from the boot keys `tls_cert=`/`tls_key=` (base64 of the PEM
+//! files) or embedded at build time (`HTTP_TLS_CERT=fullchain.pem HTTP_TLS_KEY=key.pem cargo
+//! xtask build ...`) — the same site is also served over TLS 1.3/1.2 on `https_port`, and
+//! `redirect_https=true` turns plain HTTP into redirects to it.
+//!
 //! `cargo xtask run --example http -p 8080:80`, then open http://localhost:8080/.
 #![no_std]
 #![no_main]
@@ -13,10 +18,11 @@
 
 extern crate alloc;
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use fata::net::{IpAddr, Stack, TcpStream};
+use fata::net::tls::{CertStore, Identity, Stream, TlsAcceptor};
+use fata::net::{IpAddr, Stack, TcpListener};
 use fata::time::{Duration, Instant, timeout};
 use fata_http::{
     Limit, Limits, Method, RequestTimer, Response, Site, error_response, parse_request,
@@ -24,12 +30,18 @@ use fata_http::{
 };
 
 include!(concat!(env!("OUT_DIR"), "/site.rs"));
+include!(concat!(env!("OUT_DIR"), "/tls.rs"));
 static SITE: Site = Site::new(FILES);
 
 fata::config! {
     pub struct Config {
         /// TCP port to listen on.
         port: u16 = 80,
+        /// TCP port for HTTPS, served when there is a certificate (boot keys tls_cert and
+        /// tls_key, or one embedded at build time).
+        https_port: u16 = 443,
+        /// Answer plain HTTP with a redirect to HTTPS (when HTTPS is served).
+        redirect_https: bool = false,
         /// Close a keep-alive connection after this long without a request.
         idle_timeout: Duration = Duration::from_secs(30),
         /// A request's head and body must arrive within this long of its first byte, and a
@@ -47,14 +59,67 @@ static SLOW_READERS: AtomicU64 = AtomicU64::new(0);
 #[fata::main]
 async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
     let net = rt.net().map_err(|e| format!("no network: {e}"))?;
-    let listener = net
-        .listen(rt.config().port)
-        .map_err(|e| format!("listen: {e}"))?;
-    fata::log::info!("http: serving {} files", FILES.len());
+    let cfg = rt.config();
     let timer = RequestTimer::new(
-        rt.config().idle_timeout.as_millis() as u64,
-        rt.config().request_timeout.as_millis() as u64,
+        cfg.idle_timeout.as_millis() as u64,
+        cfg.request_timeout.as_millis() as u64,
     );
+    let certs = CertStore::new();
+    if let Some(source) = load_certificate(&certs)? {
+        let tls = TlsAcceptor::new(certs.clone()).map_err(|e| format!("https: {e}"))?;
+        let listener = net
+            .listen(cfg.https_port)
+            .map_err(|e| format!("listen on {}: {e}", cfg.https_port))?;
+        fata::log::info!(
+            "https: serving on port {} with the certificate from {source}",
+            cfg.https_port
+        );
+        fata::spawn(serve(
+            listener,
+            Some(tls),
+            None,
+            net.clone(),
+            timer,
+            cfg.request_timeout,
+        ));
+    }
+    let redirect = (cfg.redirect_https && !certs.is_empty()).then_some(cfg.https_port);
+    let listener = net
+        .listen(cfg.port)
+        .map_err(|e| format!("listen on {}: {e}", cfg.port))?;
+    fata::log::info!("http: serving {} files", FILES.len());
+    serve(listener, None, redirect, net, timer, cfg.request_timeout).await
+}
+
+/// Puts the configured certificate into `certs`: the boot keys' first, else the one
+/// embedded at build time. Returns where it came from, `None` when there is none.
+fn load_certificate(certs: &CertStore) -> Result<Option<&'static str>, String> {
+    let (id, source) = match fata::net::tls::boot_identity().map_err(|e| e.to_string())? {
+        Some(id) => (id, "the boot keys"),
+        None => match EMBEDDED_TLS {
+            Some((cert, key)) => (
+                Identity::from_pem(cert, key).map_err(|e| format!("embedded certificate: {e}"))?,
+                "the image (embedded at build time)",
+            ),
+            None => return Ok(None),
+        },
+    };
+    certs
+        .insert(&id)
+        .map_err(|e| format!("certificate from {source}: {e}"))?;
+    Ok(Some(source))
+}
+
+/// Accepts connections on `listener` and serves each in its own task, over TLS when `tls`
+/// is given (the handshake, bounded by `tls_handshake_timeout`, runs in that task too).
+async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    redirect: Option<u16>,
+    net: Stack,
+    timer: RequestTimer,
+    write_limit: Duration,
+) -> Result<(), String> {
     loop {
         let (conn, _) = listener
             .accept()
@@ -62,18 +127,26 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
             .map_err(|e| format!("accept: {e}"))?;
         CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         let net = net.clone();
-        fata::spawn(serve_connection(
-            conn,
-            net,
-            timer,
-            rt.config().request_timeout,
-        ));
+        match &tls {
+            None => {
+                fata::spawn(serve_connection(conn, net, timer, write_limit, redirect));
+            }
+            Some(tls) => {
+                let tls = tls.clone();
+                fata::spawn(async move {
+                    if let Ok(conn) = tls.accept(conn).await {
+                        serve_connection(conn, net, timer, write_limit, None).await;
+                    }
+                });
+            }
+        }
     }
 }
 
 fn status_json(net: &Stack) -> String {
     let c = net.counters();
     let heap = fata::heap::stats();
+    let tls = fata::net::tls::counters();
     let ipv6: Vec<String> = net
         .addresses()
         .iter()
@@ -86,7 +159,8 @@ fn status_json(net: &Stack) -> String {
 \"rx_oversize\":{},\"rx_runt\":{},\"bad_descriptors\":{},\"pending_dropped\":{},\
 \"handshake_timeouts\":{},\"tcp_limit_hits\":{},\"syn_dropped\":{},\"reclaimed\":{},\
 \"icmp_limited\":{},\"rst_limited\":{},\"slow_requests\":{},\"slow_readers\":{},\
-\"tcp_sockets\":{},\"tcp_limit\":{},\"heap_in_use\":{},\"heap_total\":{}}}\n",
+\"tcp_sockets\":{},\"tcp_limit\":{},\"tls_handshakes\":{},\"tls_failed\":{},\"tls_timeouts\":{},\
+\"heap_in_use\":{},\"heap_total\":{}}}\n",
         REQUESTS.load(Ordering::Relaxed),
         BYTES.load(Ordering::Relaxed),
         CONNECTIONS.load(Ordering::Relaxed),
@@ -111,6 +185,9 @@ fn status_json(net: &Stack) -> String {
         SLOW_READERS.load(Ordering::Relaxed),
         c.tcp_sockets,
         c.tcp_limit,
+        tls.handshakes,
+        tls.failed,
+        tls.timeouts,
         heap.map_or(String::from("null"), |h| format!("{}", h.in_use)),
         heap.map_or(String::from("null"), |h| format!("{}", h.total)),
     )
@@ -121,7 +198,7 @@ fn now_ms() -> u64 {
 }
 
 /// Sends `out` unless the client does not take it within the request deadline.
-async fn send(conn: &mut TcpStream, out: &[u8], limit: Duration) -> bool {
+async fn send(conn: &mut impl Stream, out: &[u8], limit: Duration) -> bool {
     match timeout(limit, conn.write_all(out)).await {
         Ok(Ok(())) => {
             BYTES.fetch_add(out.len() as u64, Ordering::Relaxed);
@@ -136,10 +213,11 @@ async fn send(conn: &mut TcpStream, out: &[u8], limit: Duration) -> bool {
 }
 
 async fn serve_connection(
-    mut conn: TcpStream,
+    mut conn: impl Stream,
     net: Stack,
     mut timer: RequestTimer,
     write_limit: Duration,
+    redirect: Option<u16>,
 ) {
     let limits = Limits::DEFAULT;
     let mut buf: Vec<u8> = Vec::new();
@@ -162,6 +240,7 @@ async fn serve_connection(
                 Ok(Some((req, consumed))) => {
                     out.clear();
                     let json;
+                    let to_https = redirect.and_then(|port| fata_http::https_location(&req, port));
                     let resp = if req.path == "/status"
                         && matches!(req.method, Method::Get | Method::Head)
                     {
@@ -179,7 +258,12 @@ async fn serve_connection(
                     } else {
                         respond_static(&SITE, &req)
                     };
-                    resp.write_to(&mut out);
+                    match &to_https {
+                        Some(location) => {
+                            fata_http::write_redirect(&mut out, location, req.keep_alive)
+                        }
+                        None => resp.write_to(&mut out),
+                    }
                     (consumed, req.content_length, resp.keep_alive, true)
                 }
                 Err(e) => {
@@ -196,8 +280,7 @@ async fn serve_connection(
             skip = body;
             timer.end();
             if !keep_alive {
-                conn.shutdown();
-                let _ = timeout(Duration::from_secs(5), conn.flush()).await;
+                let _ = timeout(Duration::from_secs(5), conn.close()).await;
                 return;
             }
         }

@@ -143,6 +143,8 @@ where
     }
     #[cfg(feature = "kv")]
     crate::kv::set_keys(loaded.kv.clone());
+    #[cfg(feature = "tls")]
+    crate::net::tls::set_keys(loaded.tls.clone());
     let app: &'static C = Box::leak(Box::new(loaded.app));
     let code = match exec.block_on::<Plat, _>(main(Runtime { config: app })) {
         Ok(out) => out.report(),

@@ -35,8 +35,8 @@ pub use etag::{ETag, etag_for, fnv1a64};
 pub use mime::content_type_for;
 pub use request::{Limits, Method, ParseError, Request, parse_request};
 pub use response::{
-    Response, Served, error_response, if_none_match_matches, reason_phrase, respond_static, serve,
-    timeout_response,
+    Response, Served, error_response, https_location, if_none_match_matches, reason_phrase,
+    respond_static, serve, timeout_response, write_redirect,
 };
 pub use site::{File, Site, percent_decode};
 pub use timer::{Limit, RequestTimer};

@@ -71,6 +71,8 @@ pub struct Request<'a> {
     pub keep_alive: bool,
     /// The first `If-None-Match` header, trimmed, if it is valid UTF-8.
     pub if_none_match: Option<&'a str>,
+    /// The `Host` header, trimmed, if it is valid UTF-8 (at most one is accepted).
+    pub host: Option<&'a str>,
     /// The body length from `Content-Length` (0 without one). The body follows the head and
     /// must be read and discarded by the caller before the next request.
     pub content_length: usize,
@@ -176,6 +178,7 @@ pub fn parse_request<'a>(
     let mut content_length: Option<usize> = None;
     let mut transfer_encoding = false;
     let mut if_none_match = None;
+    let mut host = None;
     for header in parsed.headers.iter() {
         let name = header.name;
         let value = header.value.trim_ascii();
@@ -197,6 +200,7 @@ pub fn parse_request<'a>(
             transfer_encoding = true;
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            host = core::str::from_utf8(value).ok();
         } else if name.eq_ignore_ascii_case("if-none-match") && if_none_match.is_none() {
             if_none_match = core::str::from_utf8(value).ok();
         }
@@ -219,6 +223,7 @@ pub fn parse_request<'a>(
         query,
         keep_alive,
         if_none_match,
+        host,
         content_length,
     };
     Ok(Some((request, head_len)))

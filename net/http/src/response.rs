@@ -305,6 +305,7 @@ mod tests {
             query: "",
             keep_alive: true,
             if_none_match: None,
+            host: None,
             content_length: 0,
         }
     }
@@ -523,5 +524,92 @@ mod tests {
             Served::Refused(ParseError::Malformed)
         );
         assert!(out.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+    }
+}
+
+/// The `Location` for sending a request to the same host over HTTPS on `port`:
+/// `https://HOST[:PORT]PATH[?QUERY]`, the host taken from the request's `Host` header without
+/// its port. `None` when there is no host or it holds anything but a DNS name, an IPv4
+/// address or a bracketed IPv6 address (a redirect must not echo arbitrary bytes).
+pub fn https_location(req: &crate::Request<'_>, port: u16) -> Option<alloc::string::String> {
+    use core::fmt::Write as _;
+    let host = req.host?;
+    let name = if host.starts_with('[') {
+        &host[..=host.find(']')?]
+    } else {
+        host.split(':').next()?
+    };
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+    if !ok || !req.path.starts_with('/') {
+        return None;
+    }
+    let mut loc = alloc::string::String::from("https://");
+    loc.push_str(name);
+    if port != 443 {
+        let _ = write!(loc, ":{port}");
+    }
+    loc.push_str(req.path);
+    if !req.query.is_empty() {
+        loc.push('?');
+        loc.push_str(req.query);
+    }
+    Some(loc)
+}
+
+/// Appends a `301 Moved Permanently` to `location` (with an empty body) to `out`.
+pub fn write_redirect(out: &mut Vec<u8>, location: &str, keep_alive: bool) {
+    out.extend_from_slice(b"HTTP/1.1 301 Moved Permanently\r\n");
+    header(out, "Location", location);
+    out.extend_from_slice(b"Content-Length: 0\r\n");
+    header(
+        out,
+        "Connection",
+        if keep_alive { "keep-alive" } else { "close" },
+    );
+    header(out, "Server", "fata");
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::*;
+    use crate::{Limits, parse_request};
+
+    fn loc(raw: &[u8], port: u16) -> Option<alloc::string::String> {
+        let (req, _) = parse_request(raw, &Limits::DEFAULT).unwrap().unwrap();
+        https_location(&req, port)
+    }
+
+    #[test]
+    fn https_location_keeps_host_path_and_query_and_refuses_odd_hosts() {
+        assert_eq!(
+            loc(
+                b"GET /a/b?x=1 HTTP/1.1\r\nHost: example.org:8080\r\n\r\n",
+                443
+            )
+            .as_deref(),
+            Some("https://example.org/a/b?x=1")
+        );
+        assert_eq!(
+            loc(b"GET / HTTP/1.1\r\nHost: 10.0.0.2\r\n\r\n", 8443).as_deref(),
+            Some("https://10.0.0.2:8443/")
+        );
+        assert_eq!(
+            loc(b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 443).as_deref(),
+            Some("https://[::1]/")
+        );
+        assert_eq!(loc(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 443), None);
+        assert_eq!(
+            loc(b"GET / HTTP/1.1\r\nHost: evil.org/x\r\n\r\n", 443),
+            None
+        );
+        assert_eq!(loc(b"GET / HTTP/1.0\r\n\r\n", 443), None);
+        let mut out = Vec::new();
+        write_redirect(&mut out, "https://x/", false);
+        assert!(out.starts_with(b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://x/\r\n"));
     }
 }

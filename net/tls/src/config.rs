@@ -42,7 +42,9 @@ impl Identity {
             .map_err(|e| TlsError::Config(format!("private key: {e}")))?;
         let ck = CertifiedKey::new(self.chain.clone(), signing);
         ck.keys_match().map_err(|e| {
-            TlsError::Config(format!("the private key does not belong to the certificate ({e})"))
+            TlsError::Config(format!(
+                "the private key does not belong to the certificate ({e})"
+            ))
         })?;
         Ok(Arc::new(ck))
     }
@@ -150,10 +152,7 @@ fn names_of(leaf: &CertificateDer<'_>) -> Vec<String> {
     let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else {
         return Vec::new();
     };
-    let mut v: Vec<String> = cert
-        .valid_dns_names()
-        .map(String::from)
-        .collect();
+    let mut v: Vec<String> = cert.valid_dns_names().map(String::from).collect();
     v.sort();
     v
 }

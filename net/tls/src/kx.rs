@@ -10,7 +10,8 @@ use zeroize::Zeroize;
 
 fn secret_bytes(rng: &Random) -> Result<[u8; 32], Error> {
     let mut b = [0u8; 32];
-    rng.fill(&mut b).map_err(|_| Error::FailedToGetRandomBytes)?;
+    rng.fill(&mut b)
+        .map_err(|_| Error::FailedToGetRandomBytes)?;
     Ok(b)
 }
 

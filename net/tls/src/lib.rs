@@ -22,9 +22,9 @@ pub mod provider;
 mod sign;
 mod stream;
 
-pub use config::{CertStore, Identity, certs_from_pem, roots_from_pem};
 #[cfg(feature = "web-pki-roots")]
 pub use config::web_pki_roots;
+pub use config::{CertStore, Identity, certs_from_pem, roots_from_pem};
 pub use provider::{ClockFn, RandomFn};
 pub use rustls;
 pub use rustls::RootCertStore;
@@ -46,6 +46,8 @@ pub enum TlsError {
     Tls(rustls::Error),
     /// The peer closed the connection before the handshake completed.
     HandshakeEof,
+    /// The handshake did not complete in time.
+    HandshakeTimeout,
     /// Data was written before the handshake completed or after close.
     NotOpen,
     /// The server name is not a valid DNS name or IP address.
@@ -59,7 +61,10 @@ impl fmt::Display for TlsError {
         match self {
             TlsError::Io(e) => write!(f, "connection: {e}"),
             TlsError::Tls(e) => write!(f, "TLS: {e}"),
-            TlsError::HandshakeEof => f.write_str("the peer closed the connection during the handshake"),
+            TlsError::HandshakeEof => {
+                f.write_str("the peer closed the connection during the handshake")
+            }
+            TlsError::HandshakeTimeout => f.write_str("the TLS handshake did not complete in time"),
             TlsError::NotOpen => f.write_str("the TLS connection is not open"),
             TlsError::BadServerName => f.write_str("not a valid server name"),
             TlsError::Config(m) => f.write_str(m),
@@ -98,14 +103,11 @@ impl Tls {
         alpn: Vec<Vec<u8>>,
         sessions: usize,
     ) -> Result<Arc<ServerConfig>, TlsError> {
-        let mut c = ServerConfig::builder_with_details(
-            self.provider.clone(),
-            Arc::new(self.clock),
-        )
-        .with_protocol_versions(rustls::ALL_VERSIONS)
-        .map_err(TlsError::Tls)?
-        .with_no_client_auth()
-        .with_cert_resolver(certs);
+        let mut c = ServerConfig::builder_with_details(self.provider.clone(), Arc::new(self.clock))
+            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .map_err(TlsError::Tls)?
+            .with_no_client_auth()
+            .with_cert_resolver(certs);
         c.alpn_protocols = alpn;
         c.session_storage = if sessions == 0 {
             Arc::new(rustls::server::NoServerSessionStorage {})

@@ -55,9 +55,8 @@ impl fmt::Debug for Clock {
 
 impl rustls::time_provider::TimeProvider for Clock {
     fn current_time(&self) -> Option<pki_types::UnixTime> {
-        (self.0)().map(|s| {
-            pki_types::UnixTime::since_unix_epoch(core::time::Duration::from_secs(s))
-        })
+        (self.0)()
+            .map(|s| pki_types::UnixTime::since_unix_epoch(core::time::Duration::from_secs(s)))
     }
 }
 

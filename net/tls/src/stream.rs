@@ -2,8 +2,8 @@
 //! handshake, reads, writes and close_notify. Timeouts belong to the caller (the runtime
 //! wraps the handshake in a deadline), so this module needs no clock.
 
-use crate::engine::{Engine, Progress, Side};
 use crate::TlsError;
+use crate::engine::{Engine, Progress, Side};
 use alloc::sync::Arc;
 use fata_net::{NetError, TcpStream};
 use rustls::client::UnbufferedClientConnection;

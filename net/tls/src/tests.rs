@@ -55,7 +55,13 @@ fn server(cfg: &Arc<rustls::ServerConfig>) -> Server {
 
 /// Moves bytes both ways until neither side has anything to say; returns each side's last
 /// result.
-fn pump(c: &mut Client, s: &mut Server) -> (Result<Progress, rustls::Error>, Result<Progress, rustls::Error>) {
+fn pump(
+    c: &mut Client,
+    s: &mut Server,
+) -> (
+    Result<Progress, rustls::Error>,
+    Result<Progress, rustls::Error>,
+) {
     let mut rc = c.process(&mut &[][..], false);
     let mut rs = s.process(&mut &[][..], false);
     for _ in 0..100 {
@@ -75,7 +81,8 @@ fn client_config(t: &Tls, ca: &[u8]) -> Arc<ClientConfig> {
 }
 
 fn only(t: &Tls, ca: &[u8], v: &'static rustls::SupportedProtocolVersion) -> Arc<ClientConfig> {
-    t.client_config_with(roots_from_pem(ca).unwrap(), &[v]).unwrap()
+    t.client_config_with(roots_from_pem(ca).unwrap(), &[v])
+        .unwrap()
 }
 
 /// Sends `data` from `from` through `to` and returns what `to` decrypted.
@@ -160,7 +167,13 @@ fn both_key_exchange_groups_and_both_key_types_work() {
             let (rc, rs) = pump(&mut c, &mut s);
             assert_eq!(rc.unwrap(), Progress::Open, "{group:?} {name}");
             assert_eq!(rs.unwrap(), Progress::Open);
-            assert_eq!(c.connection().negotiated_key_exchange_group().unwrap().name(), group);
+            assert_eq!(
+                c.connection()
+                    .negotiated_key_exchange_group()
+                    .unwrap()
+                    .name(),
+                group
+            );
         }
     }
 }
@@ -179,7 +192,11 @@ fn a_second_connection_resumes_the_first_session() {
         assert_eq!(c.connection().handshake_kind(), Some(HandshakeKind::Full));
         let (mut c2, mut s2) = (client(&ccfg, "fata.test"), server(&scfg));
         pump(&mut c2, &mut s2).0.unwrap();
-        assert_eq!(c2.connection().handshake_kind(), Some(HandshakeKind::Resumed), "{v:?}");
+        assert_eq!(
+            c2.connection().handshake_kind(),
+            Some(HandshakeKind::Resumed),
+            "{v:?}"
+        );
     }
 }
 
@@ -187,7 +204,10 @@ fn a_second_connection_resumes_the_first_session() {
 fn a_server_the_client_does_not_trust_or_a_wrong_name_fails_on_the_client_and_alerts_the_server() {
     let t = tls();
     let scfg = t.server_config(store(), Vec::new(), 0).unwrap();
-    for (ca, name, why) in [(WRONG_CA, "fata.test", "UnknownIssuer"), (CA, "nope.test", "NotValidForName")] {
+    for (ca, name, why) in [
+        (WRONG_CA, "fata.test", "UnknownIssuer"),
+        (CA, "nope.test", "NotValidForName"),
+    ] {
         let ccfg = client_config(&t, ca);
         let (mut c, mut s) = (client(&ccfg, name), server(&scfg));
         let (rc, rs) = pump(&mut c, &mut s);
@@ -204,10 +224,14 @@ fn garbage_and_truncated_hellos_give_errors_or_wait_never_a_panic() {
     let scfg = t.server_config(store(), Vec::new(), 0).unwrap();
     // An HTTP request on the TLS port: a clean error and an alert to send.
     let mut s = server(&scfg);
-    s.incoming.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.incoming
+        .extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(s.process(&mut &[][..], false).is_err());
     assert!(!s.outgoing.is_empty(), "an alert tells the peer why");
-    assert!(s.process(&mut &[][..], false).is_err(), "the error is final");
+    assert!(
+        s.process(&mut &[][..], false).is_err(),
+        "the error is final"
+    );
     // A real hello cut short: the server waits for the rest.
     let ccfg = client_config(&t, CA);
     let mut c = client(&ccfg, "fata.test");
@@ -216,7 +240,10 @@ fn garbage_and_truncated_hellos_give_errors_or_wait_never_a_panic() {
     for cut in [1, 5, hello.len() / 2, hello.len() - 1] {
         let mut s = server(&scfg);
         s.incoming.extend_from_slice(&hello[..cut]);
-        assert_eq!(s.process(&mut &[][..], false).unwrap(), Progress::Handshaking);
+        assert_eq!(
+            s.process(&mut &[][..], false).unwrap(),
+            Progress::Handshaking
+        );
     }
     // Random bytes and every prefix-damaged hello: never a panic.
     let mut noise = vec![0u8; 4096];
@@ -247,13 +274,22 @@ fn writing_before_the_handshake_is_refused() {
 
 #[test]
 fn keys_that_cannot_sign_here_or_do_not_match_are_refused_with_a_reason() {
-    let e = Identity::from_pem(SERVER, RSA_KEY).unwrap().certified().unwrap_err();
+    let e = Identity::from_pem(SERVER, RSA_KEY)
+        .unwrap()
+        .certified()
+        .unwrap_err();
     assert!(e.to_string().contains("RSA key cannot sign"), "{e}");
-    let e = Identity::from_pem(SERVER, OTHER_KEY).unwrap().certified().unwrap_err();
+    let e = Identity::from_pem(SERVER, OTHER_KEY)
+        .unwrap()
+        .certified()
+        .unwrap_err();
     assert!(e.to_string().contains("does not belong"), "{e}");
     let e = Identity::from_pem(b"junk", SERVER_KEY).unwrap_err();
     assert!(e.to_string().contains("BEGIN CERTIFICATE"), "{e}");
-    assert!(matches!(Identity::from_pem(SERVER, b"junk"), Err(TlsError::Config(_))));
+    assert!(matches!(
+        Identity::from_pem(SERVER, b"junk"),
+        Err(TlsError::Config(_))
+    ));
     assert!(CertStore::new().is_empty());
 }
 

@@ -140,6 +140,9 @@ pub(crate) struct Loaded<C> {
     /// The store's keys (images built with the store).
     #[cfg(feature = "kv")]
     pub(crate) kv: crate::kv::KvKeys,
+    /// The TLS keys (images built with TLS).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: crate::net::tls::TlsKeys,
     /// The application's keys.
     pub(crate) app: C,
     /// Keys set on the command line (the others are at their defaults).
@@ -155,6 +158,8 @@ impl<C: Config> Loaded<C> {
             &self.net,
             #[cfg(feature = "kv")]
             &self.kv,
+            #[cfg(feature = "tls")]
+            &self.tls,
             &self.app,
         ]
     }
@@ -221,6 +226,8 @@ pub(crate) fn load<C: Config>(
         net: crate::net::NetKeys::defaults(),
         #[cfg(feature = "kv")]
         kv: crate::kv::KvKeys::defaults(),
+        #[cfg(feature = "tls")]
+        tls: crate::net::tls::TlsKeys::defaults(),
         app: C::defaults(),
         set: Vec::new(),
     };
@@ -230,6 +237,8 @@ pub(crate) fn load<C: Config>(
         &mut l.net,
         #[cfg(feature = "kv")]
         &mut l.kv,
+        #[cfg(feature = "tls")]
+        &mut l.tls,
         &mut l.app,
     ];
     let set = apply(cmdline, platform_arg, &mut sets)?;

@@ -18,6 +18,8 @@ pub(crate) fn write_help<C: Config>(out: &mut dyn Write) -> fmt::Result {
         net: crate::net::NetKeys::defaults(),
         #[cfg(feature = "kv")]
         kv: crate::kv::KvKeys::defaults(),
+        #[cfg(feature = "tls")]
+        tls: crate::net::tls::TlsKeys::defaults(),
         app: C::defaults(),
         set: Vec::new(),
     };

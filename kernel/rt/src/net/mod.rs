@@ -17,6 +17,8 @@
 
 mod keys;
 mod start;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub(crate) use keys::NetKeys;
 pub use keys::{Dhcp, NetSelect};
