@@ -9,7 +9,10 @@
 //! HTTPS: with a certificate — from the boot keys `tls_cert=`/`tls_key=` (base64 of the PEM
 //! files) or embedded at build time (`HTTP_TLS_CERT=fullchain.pem HTTP_TLS_KEY=key.pem cargo
 //! xtask build ...`) — the same site is also served over TLS 1.3/1.2 on `https_port`, and
-//! `redirect_https=true` turns plain HTTP into redirects to it.
+//! `redirect_https=true` turns plain HTTP into redirects to it. With `acme_directory=` and
+//! `acme_domain=` the image obtains its certificate from an ACME CA itself (answering the
+//! http-01 challenge on `port`), serves HTTPS as soon as it arrives, renews it, and keeps it
+//! in the key-value store when a disk is attached (`disk=`, `format=true` for a blank one).
 //!
 //! `cargo xtask run --example http -p 8080:80`, then open http://localhost:8080/.
 #![no_std]
@@ -21,6 +24,8 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
+use fata::net::acme::Acme;
+
 use fata::net::tls::{CertStore, Identity, Stream, TlsAcceptor};
 use fata::net::{IpAddr, Stack, TcpListener};
 use fata::time::{Duration, Instant, timeout};
@@ -65,30 +70,63 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
         cfg.request_timeout.as_millis() as u64,
     );
     let certs = CertStore::new();
-    if let Some(source) = load_certificate(&certs)? {
+    let source = load_certificate(&certs)?;
+    let acme = if source.is_none() && Acme::configured() {
+        let store = open_store().await;
+        Acme::start(net.clone(), certs.clone(), store).map_err(|e| format!("acme: {e}"))?
+    } else {
+        None
+    };
+    if source.is_some() || acme.is_some() {
         let tls = TlsAcceptor::new(certs.clone()).map_err(|e| format!("https: {e}"))?;
-        let listener = net
-            .listen(cfg.https_port)
-            .map_err(|e| format!("listen on {}: {e}", cfg.https_port))?;
-        fata::log::info!(
-            "https: serving on port {} with the certificate from {source}",
-            cfg.https_port
-        );
-        fata::spawn(serve(
-            listener,
-            Some(tls),
-            None,
-            net.clone(),
-            timer,
-            cfg.request_timeout,
-        ));
+        let (net, certs, port) = (net.clone(), certs.clone(), cfg.https_port);
+        let limit = cfg.request_timeout;
+        fata::spawn(async move {
+            // Listen only once there is a certificate (ACME may take a while), so the
+            // readiness line means HTTPS works.
+            while certs.is_empty() {
+                fata::time::sleep(Duration::from_millis(200)).await;
+            }
+            match net.listen(port) {
+                Ok(l) => {
+                    fata::log::info!(
+                        "https: serving on port {port} with the certificate from {}",
+                        source.unwrap_or("ACME")
+                    );
+                    let _ = serve(l, Some(tls), None, None, net, timer, limit).await;
+                }
+                Err(e) => fata::log::error!("https: listen on {port}: {e}"),
+            }
+        });
     }
-    let redirect = (cfg.redirect_https && !certs.is_empty()).then_some(cfg.https_port);
+    let redirect =
+        (cfg.redirect_https && (source.is_some() || acme.is_some())).then_some(cfg.https_port);
     let listener = net
         .listen(cfg.port)
         .map_err(|e| format!("listen on {}: {e}", cfg.port))?;
     fata::log::info!("http: serving {} files", FILES.len());
-    serve(listener, None, redirect, net, timer, cfg.request_timeout).await
+    serve(
+        listener,
+        None,
+        redirect,
+        acme,
+        net,
+        timer,
+        cfg.request_timeout,
+    )
+    .await
+}
+
+/// The key-value store on the attached disk, for ACME's account and certificate; `None`
+/// (with a note) when there is no usable disk.
+async fn open_store() -> Option<fata::kv::Store> {
+    match fata::kv::open().await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            fata::log::info!("acme: no store ({e}): the certificate is not kept across boots");
+            None
+        }
+    }
 }
 
 /// Puts the configured certificate into `certs`: the boot keys' first, else the one
@@ -116,6 +154,7 @@ async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     redirect: Option<u16>,
+    acme: Option<Acme>,
     net: Stack,
     timer: RequestTimer,
     write_limit: Duration,
@@ -129,13 +168,21 @@ async fn serve(
         let net = net.clone();
         match &tls {
             None => {
-                fata::spawn(serve_connection(conn, net, timer, write_limit, redirect));
+                let acme = acme.clone();
+                fata::spawn(serve_connection(
+                    conn,
+                    net,
+                    timer,
+                    write_limit,
+                    redirect,
+                    acme,
+                ));
             }
             Some(tls) => {
                 let tls = tls.clone();
                 fata::spawn(async move {
                     if let Ok(conn) = tls.accept(conn).await {
-                        serve_connection(conn, net, timer, write_limit, None).await;
+                        serve_connection(conn, net, timer, write_limit, None, None).await;
                     }
                 });
             }
@@ -218,6 +265,7 @@ async fn serve_connection(
     mut timer: RequestTimer,
     write_limit: Duration,
     redirect: Option<u16>,
+    acme: Option<Acme>,
 ) {
     let limits = Limits::DEFAULT;
     let mut buf: Vec<u8> = Vec::new();
@@ -240,8 +288,22 @@ async fn serve_connection(
                 Ok(Some((req, consumed))) => {
                     out.clear();
                     let json;
-                    let to_https = redirect.and_then(|port| fata_http::https_location(&req, port));
-                    let resp = if req.path == "/status"
+                    let challenge = acme.as_ref().and_then(|a| a.answer(req.path));
+                    let to_https = redirect
+                        .filter(|_| challenge.is_none())
+                        .and_then(|port| fata_http::https_location(&req, port));
+                    let resp = if let Some(answer) = &challenge {
+                        Response {
+                            status: 200,
+                            reason: "OK",
+                            content_type: "application/octet-stream",
+                            etag: None,
+                            body: answer.as_bytes(),
+                            head_only: req.method == Method::Head,
+                            keep_alive: req.keep_alive,
+                            allow: None,
+                        }
+                    } else if req.path == "/status"
                         && matches!(req.method, Method::Get | Method::Head)
                     {
                         json = status_json(&net);

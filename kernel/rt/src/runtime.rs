@@ -50,11 +50,20 @@ impl<E: fmt::Display> Termination for Result<(), E> {
             Ok(()) => ExitCode::Success,
             Err(e) => {
                 let _ = writeln!(Console::new(), "fata: main returned an error: {e}");
+                #[cfg(feature = "tls")]
+                {
+                    *LAST_ERROR.0.lock() = Some(alloc::string::ToString::to_string(&e));
+                }
                 ExitCode::AppError
             }
         }
     }
 }
+
+/// The error `main` returned, for the error report (`report_url`).
+#[cfg(feature = "tls")]
+static LAST_ERROR: crate::single::Local<spin::Mutex<Option<alloc::string::String>>> =
+    crate::single::Local(spin::Mutex::new(None));
 
 /// Flushes and exits, saying so on the console (the exit status can be lost on machines
 /// without a debug-exit device).
@@ -145,6 +154,8 @@ where
     crate::kv::set_keys(loaded.kv.clone());
     #[cfg(feature = "tls")]
     crate::net::tls::set_keys(loaded.tls.clone());
+    #[cfg(feature = "acme")]
+    crate::net::acme::set_keys(loaded.acme.clone());
     let app: &'static C = Box::leak(Box::new(loaded.app));
     let code = match exec.block_on::<Plat, _>(main(Runtime { config: app })) {
         Ok(out) => out.report(),
@@ -156,5 +167,9 @@ where
             ExitCode::AppError
         }
     };
+    #[cfg(feature = "tls")]
+    if let Some(error) = LAST_ERROR.0.lock().take() {
+        let _ = exec.block_on::<Plat, _>(crate::net::https::report_error(error));
+    }
     exit_with(code)
 }

@@ -21,6 +21,7 @@
 
 extern crate alloc;
 
+pub mod client;
 pub mod etag;
 pub mod mime;
 pub mod request;

@@ -143,6 +143,9 @@ pub(crate) struct Loaded<C> {
     /// The TLS keys (images built with TLS).
     #[cfg(feature = "tls")]
     pub(crate) tls: crate::net::tls::TlsKeys,
+    /// The ACME keys (images built with ACME).
+    #[cfg(feature = "acme")]
+    pub(crate) acme: crate::net::acme::AcmeKeys,
     /// The application's keys.
     pub(crate) app: C,
     /// Keys set on the command line (the others are at their defaults).
@@ -160,6 +163,8 @@ impl<C: Config> Loaded<C> {
             &self.kv,
             #[cfg(feature = "tls")]
             &self.tls,
+            #[cfg(feature = "acme")]
+            &self.acme,
             &self.app,
         ]
     }
@@ -228,6 +233,8 @@ pub(crate) fn load<C: Config>(
         kv: crate::kv::KvKeys::defaults(),
         #[cfg(feature = "tls")]
         tls: crate::net::tls::TlsKeys::defaults(),
+        #[cfg(feature = "acme")]
+        acme: crate::net::acme::AcmeKeys::defaults(),
         app: C::defaults(),
         set: Vec::new(),
     };
@@ -239,6 +246,8 @@ pub(crate) fn load<C: Config>(
         &mut l.kv,
         #[cfg(feature = "tls")]
         &mut l.tls,
+        #[cfg(feature = "acme")]
+        &mut l.acme,
         &mut l.app,
     ];
     let set = apply(cmdline, platform_arg, &mut sets)?;

@@ -20,6 +20,8 @@ pub(crate) fn write_help<C: Config>(out: &mut dyn Write) -> fmt::Result {
         kv: crate::kv::KvKeys::defaults(),
         #[cfg(feature = "tls")]
         tls: crate::net::tls::TlsKeys::defaults(),
+        #[cfg(feature = "acme")]
+        acme: crate::net::acme::AcmeKeys::defaults(),
         app: C::defaults(),
         set: Vec::new(),
     };

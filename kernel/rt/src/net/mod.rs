@@ -15,6 +15,10 @@
 //! The same types run on fata's own TCP/IP stack (`fata-net` over a device) or, on hosted
 //! platforms with `net=socket`, on the host's sockets.
 
+#[cfg(feature = "acme")]
+pub mod acme;
+#[cfg(feature = "tls")]
+pub mod https;
 mod keys;
 mod start;
 #[cfg(feature = "tls")]

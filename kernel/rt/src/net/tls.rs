@@ -46,6 +46,12 @@ crate::config! {
         tls_key: Secret = "",
         /// A TLS handshake must complete within this long, or the connection is closed.
         tls_handshake_timeout: Duration = Duration::from_secs(10),
+        /// When main returns an error, POST a JSON report of it to this https:// URL
+        /// (a webhook) before exiting; empty: no report.
+        report_url: String = "",
+        /// The CA that signs report_url's certificate: a PEM file in base64; empty: the web
+        /// PKI roots (images built with them).
+        report_ca: Secret = "",
     }
 }
 
@@ -55,7 +61,7 @@ pub(crate) fn set_keys(k: TlsKeys) {
     KEYS.0.call_once(|| k);
 }
 
-fn keys() -> TlsKeys {
+pub(crate) fn keys() -> TlsKeys {
     KEYS.0
         .get()
         .cloned()
