@@ -99,6 +99,8 @@ pub struct NetVm {
     pub vm: xtask::runner::Running,
     /// 127.0.0.1 and the forwarded host port.
     pub addr: std::net::SocketAddr,
+    /// 127.0.0.1 and the host port forwarded to each of [`UserNetBoot::extra_ports`], in order.
+    pub extra: Vec<std::net::SocketAddr>,
 }
 
 /// Boots `example` on `machine` with user networking and waits for `fata: ready tcp/<guest_port>`.
@@ -148,6 +150,11 @@ pub struct UserNetBoot<'a> {
     pub disks: &'a [xtask::disk::DiskSpec],
     /// Boot from this disk (`cargo xtask image`) through the firmware instead of `-kernel`.
     pub boot_disk: Option<xtask::qemu::BootDisk>,
+    /// More guest ports to forward (each from a free host port, see [`NetVm::extra`]); their
+    /// readiness lines are awaited too.
+    pub extra_ports: &'a [u16],
+    /// The CPU model (`-cpu`), when not QEMU's `max` (`qemu64` has neither RDRAND nor RDSEED).
+    pub cpu: Option<&'a str>,
 }
 
 impl<'a> UserNetBoot<'a> {
@@ -162,6 +169,8 @@ impl<'a> UserNetBoot<'a> {
             qemu_extra: &[],
             disks: &[],
             boot_disk: None,
+            extra_ports: &[],
+            cpu: None,
         }
     }
 
@@ -181,9 +190,12 @@ impl<'a> UserNetBoot<'a> {
             qemu_extra,
             disks,
             ref boot_disk,
+            extra_ports,
+            cpu,
         } = *self;
         let img = image(Target::Virtio, example);
         let host = free_port();
+        let extra: Vec<(u16, u16)> = extra_ports.iter().map(|&g| (free_port(), g)).collect();
         let mut opts = BootOpts {
             args: args.iter().map(|s| s.to_string()).collect(),
             disks: disks.to_vec(),
@@ -191,13 +203,23 @@ impl<'a> UserNetBoot<'a> {
         };
         opts.qemu.machine = machine;
         opts.qemu.net = Some(xtask::qemu::NetBackend::User {
-            forwards: vec![(host, guest_port)],
+            forwards: [(host, guest_port)]
+                .into_iter()
+                .chain(extra.iter().copied())
+                .collect(),
         });
         opts.qemu.nic_props = nic.iter().map(|s| s.to_string()).collect();
         opts.qemu.extra = qemu_extra.iter().map(|s| s.to_string()).collect();
         opts.qemu.boot_disk = boot_disk.clone();
+        if let Some(cpu) = cpu {
+            opts.qemu.cpu = cpu.to_string();
+        }
         let vm = xtask::runner::boot(&img, &opts).map_err(|e| format!("booting {example}: {e}"))?;
-        if let Err(e) = vm.wait_for_line(&format!("fata: ready tcp/{guest_port}"), BOOT_TIMEOUT) {
+        let ready = |port: u16| vm.wait_for_line(&format!("fata: ready tcp/{port}"), BOOT_TIMEOUT);
+        let waited = std::iter::once(guest_port)
+            .chain(extra_ports.iter().copied())
+            .try_for_each(|p| ready(p).map(drop));
+        if let Err(e) = waited {
             let out = vm
                 .wait(Duration::from_secs(1))
                 .map(|o| format!("{}{}", o.console(), o.stderr))
@@ -207,6 +229,10 @@ impl<'a> UserNetBoot<'a> {
         Ok(NetVm {
             vm,
             addr: std::net::SocketAddr::from(([127, 0, 0, 1], host)),
+            extra: extra
+                .iter()
+                .map(|&(h, _)| std::net::SocketAddr::from(([127, 0, 0, 1], h)))
+                .collect(),
         })
     }
 }
