@@ -99,8 +99,10 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
             }
         });
     }
-    let redirect =
-        (cfg.redirect_https && (source.is_some() || acme.is_some())).then_some(cfg.https_port);
+    // Redirects start once a certificate is in (ACME's may come later).
+    let redirect = cfg
+        .redirect_https
+        .then(|| Redirect(cfg.https_port, certs.clone()));
     let listener = net
         .listen(cfg.port)
         .map_err(|e| format!("listen on {}: {e}", cfg.port))?;
@@ -129,6 +131,10 @@ async fn open_store() -> Option<fata::kv::Store> {
     }
 }
 
+/// Plain HTTP is redirected to this HTTPS port while the store holds a certificate.
+#[derive(Clone)]
+struct Redirect(u16, alloc::sync::Arc<CertStore>);
+
 /// Puts the configured certificate into `certs`: the boot keys' first, else the one
 /// embedded at build time. Returns where it came from, `None` when there is none.
 fn load_certificate(certs: &CertStore) -> Result<Option<&'static str>, String> {
@@ -153,7 +159,7 @@ fn load_certificate(certs: &CertStore) -> Result<Option<&'static str>, String> {
 async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    redirect: Option<u16>,
+    redirect: Option<Redirect>,
     acme: Option<Acme>,
     net: Stack,
     timer: RequestTimer,
@@ -168,7 +174,7 @@ async fn serve(
         let net = net.clone();
         match &tls {
             None => {
-                let acme = acme.clone();
+                let (acme, redirect) = (acme.clone(), redirect.clone());
                 fata::spawn(serve_connection(
                     conn,
                     net,
@@ -264,7 +270,7 @@ async fn serve_connection(
     net: Stack,
     mut timer: RequestTimer,
     write_limit: Duration,
-    redirect: Option<u16>,
+    redirect: Option<Redirect>,
     acme: Option<Acme>,
 ) {
     let limits = Limits::DEFAULT;
@@ -290,8 +296,9 @@ async fn serve_connection(
                     let json;
                     let challenge = acme.as_ref().and_then(|a| a.answer(req.path));
                     let to_https = redirect
-                        .filter(|_| challenge.is_none())
-                        .and_then(|port| fata_http::https_location(&req, port));
+                        .as_ref()
+                        .filter(|r| challenge.is_none() && !r.1.is_empty())
+                        .and_then(|r| fata_http::https_location(&req, r.0));
                     let resp = if let Some(answer) = &challenge {
                         Response {
                             status: 200,
