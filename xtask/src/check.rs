@@ -64,6 +64,9 @@ pub struct TargetReport {
     /// What the analysis could not look at, and why (a verdict of `ok` holds only for the
     /// rest).
     pub warnings: Vec<String>,
+    /// Host-OS code in dependencies that the image does not reach (it linked without a C
+    /// library): fine now, named so that a later build failure is no surprise.
+    pub notes: Vec<String>,
 }
 
 /// The package name of a manifest and the root of its workspace.
@@ -439,6 +442,7 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
             unexplained: (!built.success).then(|| first_errors(&built.raw)),
             raw: built.raw,
             warnings,
+            notes: Vec::new(),
         });
     }
     if built.libs.is_empty() {
@@ -466,6 +470,7 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
         }
     }
     let mut findings = Vec::new();
+    let mut notes = Vec::new();
     for (name, lib) in &built.libs {
         if name == &package || tree.proc_macros.contains(name) {
             continue;
@@ -522,7 +527,7 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
                 .collect();
             if !c.is_empty() {
                 let shown: Vec<&str> = c.iter().take(5).map(|s| s.as_str()).collect();
-                uses.push(format!(
+                let text = format!(
                     "calls the host C library: {}{}",
                     shown.join(", "),
                     if c.len() > 5 {
@@ -530,7 +535,19 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
                     } else {
                         String::new()
                     }
-                ));
+                );
+                // The image links against empty C libraries (detector 3), so when that link
+                // succeeded, none of these calls is reachable from the application: the
+                // linker dropped them (ring's unused SystemRandom → getrandom 0.2, say).
+                // Not a finding, but worth knowing: using that code later will fail to link.
+                if built.success && uses.is_empty() {
+                    notes.push(format!(
+                        "`{name}` {text}, unreachable from this application (the image \
+                         linked without a C library): fine until something calls it"
+                    ));
+                } else {
+                    uses.push(text);
+                }
             }
         }
         if !uses.is_empty() {
@@ -559,6 +576,7 @@ pub fn check_target(opts: &CheckOpts, target: Target) -> Result<TargetReport> {
         unexplained,
         raw: built.raw,
         warnings,
+        notes,
     })
 }
 
@@ -620,6 +638,9 @@ pub fn render(reports: &[TargetReport], verbose: bool) -> String {
                 ));
             }
             push_warnings(&mut s, &r.warnings);
+            for n in &r.notes {
+                s.push_str(&format!("  note: {n}\n"));
+            }
             continue;
         }
         s.push_str(&format!("{}: cannot run there\n", r.target.name()));
@@ -732,6 +753,23 @@ mod tests {
     }
 
     #[test]
+    fn unreachable_host_code_is_a_note_not_a_failure_or_an_incomplete_check() {
+        let report = TargetReport {
+            target: Target::Virtio,
+            ok: true,
+            findings: Vec::new(),
+            unexplained: None,
+            raw: String::new(),
+            warnings: Vec::new(),
+            notes: vec!["`getrandom` calls the host C library: open, unreachable".into()],
+        };
+        assert_eq!(
+            render(&[report], false),
+            "virtio: ok\n  note: `getrandom` calls the host C library: open, unreachable\n"
+        );
+    }
+
+    #[test]
     fn an_incomplete_check_says_so_even_when_nothing_was_found() {
         let report = TargetReport {
             target: Target::Virtio,
@@ -740,6 +778,7 @@ mod tests {
             unexplained: None,
             raw: String::new(),
             warnings: vec!["the object code of `dep` was not scanned: x.rlib: bad".into()],
+            notes: Vec::new(),
         };
         assert_eq!(
             render(&[report], false),
