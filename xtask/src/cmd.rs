@@ -8,11 +8,20 @@ pub fn echo(c: &Command) {
     let mut line = String::from("$");
     for (k, v) in c.get_envs() {
         if let Some(v) = v {
-            line.push_str(&format!(
-                " {}={}",
-                k.to_string_lossy(),
-                shell_quote(&v.to_string_lossy())
-            ));
+            let v = v.to_string_lossy();
+            // CARGO_ENCODED_RUSTFLAGS separates flags with 0x1f: bash's $'…' keeps the line
+            // copy-pasteable.
+            let shown = if v.contains('\x1f') {
+                format!(
+                    "$'{}'",
+                    v.replace('\\', "\\\\")
+                        .replace('\'', "\\'")
+                        .replace('\x1f', "\\x1f")
+                )
+            } else {
+                shell_quote(&v)
+            };
+            line.push_str(&format!(" {}={shown}", k.to_string_lossy()));
         }
     }
     line.push(' ');
