@@ -6,7 +6,7 @@
 //! Needs root (namespaces, TAP) and installs `pebble` with apt-get when missing.
 #![forbid(unsafe_code)]
 
-use fata_tests::{BOOT_TIMEOUT, BootOpts, Netns, Target, image};
+use fata_tests::{BOOT_TIMEOUT, BootOpts, Netns, Target, base64, image};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -136,24 +136,6 @@ impl Drop for Pebble {
         // pebble itself is the child of `ip netns exec` … `sh -c exec`: the same process.
         let _ = std::fs::remove_dir_all(&self.etc);
     }
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Boots the http example in `ns` at 10.77.0.2 with `args` and `disks`; waits for port 80.

@@ -4,7 +4,7 @@
 //! made by openssl. Needs root (namespaces, TAP).
 #![forbid(unsafe_code)]
 
-use fata_tests::{BootOpts, Netns, Target};
+use fata_tests::{BootOpts, Netns, Target, base64};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -64,14 +64,6 @@ open(d + '/up', 'w').close()
 s.serve_forever()
 "#;
 
-fn base64(path: &Path) -> String {
-    let out = Command::new("base64")
-        .args(["-w0", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Boots the fixture with `report_ca` = `ca` and waits for it to exit; returns its console.
 fn run(ns: &Netns, dir: &Path, ca: &str) -> String {
     let mut opts = BootOpts {
@@ -79,7 +71,10 @@ fn run(ns: &Netns, dir: &Path, ca: &str) -> String {
             "ipv4=10.77.0.2/24".into(),
             "gateway=10.77.0.1".into(),
             "report_url=https://10.77.0.1:8443/hook".into(),
-            format!("report_ca={}", base64(&dir.join(format!("{ca}.pem")))),
+            format!(
+                "report_ca={}",
+                base64(&std::fs::read(dir.join(format!("{ca}.pem"))).unwrap())
+            ),
         ],
         ..Default::default()
     };

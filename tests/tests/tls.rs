@@ -13,8 +13,8 @@
 
 use fata_tests::client::HttpResponse;
 use fata_tests::{
-    BootOpts, Exit, Machine, NetVm, Target, UserNetBoot, expect, field, free_port, image, run_with,
-    site_dir,
+    BootOpts, Exit, Machine, NetVm, Target, UserNetBoot, base64, expect, field, free_port, image,
+    run_with, site_dir,
 };
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -29,26 +29,6 @@ fn testdata(name: &str) -> PathBuf {
 
 fn ca() -> String {
     testdata("ca.pem").to_str().unwrap().to_string()
-}
-
-/// Standard base64 with padding (what `base64 -w0` prints).
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = c
-            .iter()
-            .enumerate()
-            .fold(0u32, |a, (i, &b)| a | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(char::from(T[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// `tls_cert=` and `tls_key=` boot arguments for two files of the test data.
@@ -668,13 +648,4 @@ fn the_unix_build_serves_https_over_the_hosts_sockets() {
         assert_eq!(curl_protocol(&r.stderr), want, "{}", r.stderr);
         assert!(r.body == index());
     }
-}
-
-#[test]
-fn base64_matches_the_coreutils_encoding() {
-    assert_eq!(base64(b""), "");
-    assert_eq!(base64(b"f"), "Zg==");
-    assert_eq!(base64(b"fo"), "Zm8=");
-    assert_eq!(base64(b"foo"), "Zm9v");
-    assert_eq!(base64(b"foobar"), "Zm9vYmFy");
 }
