@@ -136,7 +136,10 @@ where
         }
     };
     crate::logger::init(loaded.runtime.log.0);
-    log::debug!("boot command line: {}", boot.cmdline);
+    log::debug!(
+        "boot command line: {}",
+        config::redacted_cmdline(boot.cmdline, &loaded)
+    );
     let _ = config::write_effective(&mut Console::new(), &loaded);
     crate::rand::init(loaded.runtime.insecure_entropy);
 

@@ -220,6 +220,32 @@ pub(crate) fn apply(
     Ok(set)
 }
 
+/// The command line with the value of every `Secret` key replaced by `(hidden)`, for logs.
+pub(crate) fn redacted_cmdline<C: Config>(cmdline: &str, loaded: &Loaded<C>) -> String {
+    let Ok(args) = split(cmdline) else {
+        return String::from("(unparsable, not shown)");
+    };
+    let secret = |key: &str| {
+        loaded
+            .sets()
+            .iter()
+            .any(|s| s.keys().iter().any(|k| k.name == key && k.ty == "secret"))
+    };
+    let words: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if secret(&a.key) {
+                alloc::format!("{}=(hidden)", a.key)
+            } else if a.value.contains(' ') {
+                alloc::format!("{}=\"{}\"", a.key, a.value)
+            } else {
+                alloc::format!("{}={}", a.key, a.value)
+            }
+        })
+        .collect();
+    words.join(" ")
+}
+
 /// Applies the command line to the defaults of every key set.
 pub(crate) fn load<C: Config>(
     cmdline: &str,

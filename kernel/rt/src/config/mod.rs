@@ -26,7 +26,7 @@ mod cmdline;
 mod report;
 mod values;
 
-pub(crate) use cmdline::{ArgError, load};
+pub(crate) use cmdline::{ArgError, load, redacted_cmdline};
 pub(crate) use report::{write_effective, write_help};
 #[doc(hidden)]
 pub use values::{FromDefault, Shown};

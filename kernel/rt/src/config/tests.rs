@@ -201,3 +201,12 @@ fn ip_values_parse_both_families_and_refuse_non_unicast() {
     assert!(IpList::parse("1.1.1.1,nope").is_err());
     assert_eq!(IpList::parse("").unwrap(), IpList::default());
 }
+
+#[test]
+fn the_logged_command_line_hides_secret_values() {
+    let line = "name=\"big world\" token=hunter2 count=4";
+    let l = load::<App>(line, &no_platform).unwrap();
+    let shown = redacted_cmdline(line, &l);
+    assert_eq!(shown, "name=\"big world\" token=(hidden) count=4");
+    assert!(!shown.contains("hunter2"));
+}
