@@ -369,6 +369,37 @@ fn a_one_mebibyte_request_body_over_tls_is_answered_and_the_connection_goes_on()
     assert_eq!(s.status("tls_handshakes"), 1);
 }
 
+#[test]
+fn one_mebibyte_responses_arrive_intact_over_tls_1_3_and_tls_1_2_on_one_connection() {
+    let s = Https::boot(&[]);
+    let want: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    for (extra, proto) in [(&[][..], "TLSv1.3"), (&["--tls-max", "1.2"][..], "TLSv1.2")] {
+        // Twice on one connection: the second response follows the first 1 MiB.
+        let r = curl(
+            "fata.test",
+            s.port(),
+            &["/bytes/1048576", "/bytes/1048576"],
+            extra,
+        );
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        assert_eq!(
+            (r.status.as_str(), curl_protocol(&r.stderr)),
+            ("200 200", proto)
+        );
+        assert!(
+            r.stderr.contains("Re-using existing connection"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(r.body.len(), 2 << 20);
+        assert!(
+            r.body[..1 << 20] == want[..] && r.body[1 << 20..] == want[..],
+            "body differs"
+        );
+    }
+    assert_eq!(s.status("tls_handshakes"), 2);
+}
+
 /// A TCP connection to `addr` that sends `bytes` (and, with `close`, closes its sending
 /// side); returns what the server sent until it closed, and how long that took. Panics if
 /// the server keeps the connection open for 30 s.
