@@ -254,7 +254,10 @@ fn a_ca_that_refuses_or_cannot_be_reached_is_logged_and_retried_while_http_keeps
         "plain HTTP while ACME fails: {out}"
     );
     wait(&vm, "trying again in 20 s", Duration::from_secs(60));
-    assert!(!vm.console().contains("ready tcp/443"));
+    let console = vm.console();
+    assert!(!console.contains("ready tcp/443"));
+    // Without a store the retry still reuses its account (public CAs limit new accounts).
+    assert_eq!(console.matches("acme: account https://").count(), 1, "{console}");
     drop(vm);
 
     // An ACME server that is not there at all (nothing listens on 14999).

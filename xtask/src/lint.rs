@@ -35,8 +35,10 @@ pub fn run() -> Result<()> {
         "--package",
         "fata",
         "--tests",
+        // Every optional part of the runtime: networking, TLS, ACME (with the store) and the
+        // web PKI roots.
         "--features",
-        "net",
+        "acme,web-pki-roots",
         "--",
         "-D",
         "warnings",

@@ -114,6 +114,7 @@ impl Acme {
             email: (!k.acme_email.is_empty()).then(|| k.acme_email.clone()),
             domains,
             tokens: tokens.clone(),
+            memory: Default::default(),
         };
         crate::spawn(job.run());
         Ok(Some(Acme { tokens }))
@@ -149,6 +150,10 @@ struct Job {
     email: Option<String>,
     domains: Vec<String>,
     tokens: Http01Tokens,
+    /// What would be kept in the store, kept in memory too: without a store, a retry still
+    /// reuses its account instead of registering a new one each time (public CAs limit
+    /// how many accounts an address may create).
+    memory: core::cell::RefCell<alloc::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
 }
 
 /// The seconds since the Unix epoch, if the machine has a wall clock.
@@ -173,8 +178,12 @@ impl Job {
     }
 
     async fn get(&self, what: &str) -> Option<Vec<u8>> {
+        let key = self.key(what);
+        if let Some(v) = self.memory.borrow().get(&key) {
+            return Some(v.clone());
+        }
         let s = self.store.as_ref()?;
-        match s.get(&self.key(what)).await {
+        match s.get(&key).await {
             Ok(v) => v,
             Err(e) => {
                 log::warn!("acme: reading {what} from the store: {e}");
@@ -184,10 +193,13 @@ impl Job {
     }
 
     async fn put(&self, what: &str, value: &[u8]) {
-        if let Some(s) = &self.store {
-            if let Err(e) = s.put(&self.key(what), value).await {
-                log::warn!("acme: keeping {what} in the store: {e}");
-            }
+        self.memory
+            .borrow_mut()
+            .insert(self.key(what), value.to_vec());
+        if let Some(s) = &self.store
+            && let Err(e) = s.put(&self.key(what), value).await
+        {
+            log::warn!("acme: keeping {what} in the store: {e}");
         }
     }
 
@@ -328,6 +340,7 @@ impl Job {
                 let text = e.to_string();
                 // The CA forgot the account (a test CA restarted): register again next time.
                 if text.contains("accountDoesNotExist") {
+                    self.memory.borrow_mut().remove(&self.key("accounturl"));
                     if let Some(s) = &self.store {
                         let _ = s.delete(&self.key("accounturl")).await;
                     }
