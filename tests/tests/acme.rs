@@ -38,6 +38,11 @@ struct Pebble {
 
 impl Pebble {
     fn start(ns: &Netns, dir: &Path, hosts: &str) -> Pebble {
+        Pebble::start_with(ns, dir, hosts, 5 * 365 * 86_400)
+    }
+
+    /// [`Pebble::start`] issuing certificates valid for `validity` seconds.
+    fn start_with(ns: &Netns, dir: &Path, hosts: &str, validity: u64) -> Pebble {
         xtask::setup::ensure_program("pebble", "pebble").unwrap();
         // `ip netns exec` bind-mounts these over /etc/hosts and /etc/resolv.conf for pebble,
         // so the names it validates resolve to the guest and nothing leaves the namespace.
@@ -61,7 +66,8 @@ impl Pebble {
                 "managementListenAddress": "{CA_HOST}:15000",
                 "certificate": "{d}/api.pem", "privateKey": "{d}/api.key",
                 "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "",
-                "externalAccountBindingRequired": false}}}}"#,
+                "externalAccountBindingRequired": false,
+                "certificateValidityPeriod": {validity}}}}}"#,
             d = dir.display()
         );
         std::fs::write(dir.join("pebble.json"), config).unwrap();
@@ -257,7 +263,11 @@ fn a_ca_that_refuses_or_cannot_be_reached_is_logged_and_retried_while_http_keeps
     let console = vm.console();
     assert!(!console.contains("ready tcp/443"));
     // Without a store the retry still reuses its account (public CAs limit new accounts).
-    assert_eq!(console.matches("acme: account https://").count(), 1, "{console}");
+    assert_eq!(
+        console.matches("acme: account https://").count(),
+        1,
+        "{console}"
+    );
     drop(vm);
 
     // An ACME server that is not there at all (nothing listens on 14999).
@@ -273,4 +283,56 @@ fn a_ca_that_refuses_or_cannot_be_reached_is_logged_and_retried_while_http_keeps
     let (ok, out) = curl(&ns, &[&format!("http://{GUEST}/hello.txt")]);
     assert!(ok && out.starts_with("Hello"), "{out}");
     assert!(!console.contains("panic"), "{console}");
+}
+
+#[test]
+fn a_short_lived_certificate_is_renewed_before_it_expires_and_the_new_one_is_served() {
+    let ns = Netns::new("acmerenew", 1500);
+    let dir = scratch("renew");
+    // Certificates for 30 s: fata renews at half the lifetime of short certificates.
+    let pebble = Pebble::start_with(&ns, &dir, &format!("{GUEST} fata.test\n"), 30);
+    let vm = boot(&ns, &pebble.args("fata.test"), &[]);
+    wait(&vm, "fata: ready tcp/443", Duration::from_secs(90));
+    let first = Instant::now();
+    wait(
+        &vm,
+        "acme: renewing the certificate for fata.test",
+        Duration::from_secs(90),
+    );
+    let t = Instant::now();
+    while vm
+        .console()
+        .matches("acme: certificate for fata.test issued")
+        .count()
+        < 2
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no second certificate:\n{}",
+            vm.console()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        pebble.log().matches("Issued certificate").count() >= 2,
+        "{}",
+        pebble.log()
+    );
+    // Once the first certificate has expired, a verified handshake proves the renewed one
+    // is served.
+    std::thread::sleep(Duration::from_secs(35).saturating_sub(first.elapsed()));
+    let root = pebble.root(&ns);
+    let (ok, out) = curl(
+        &ns,
+        &[
+            "-v",
+            "--cacert",
+            root.to_str().unwrap(),
+            "--resolve",
+            &format!("fata.test:443:{GUEST}"),
+            "https://fata.test/hello.txt",
+        ],
+    );
+    assert!(ok && out.contains("Hello from fata!"), "{out}");
+    assert!(out.contains("SSL certificate verify ok"), "{out}");
 }
