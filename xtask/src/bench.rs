@@ -18,7 +18,7 @@ pub fn run(which: &str) -> Result<()> {
             boot_figures()
         }
         other => bail!(
-            "unknown benchmark `{other}`; the benchmarks are: alloc, boot, parts (networking figures: `cargo xtask bench --only wrk|bulk|memory|boot|size`)"
+            "unknown benchmark `{other}`; the benchmarks are: alloc, boot, parts (networking figures: `cargo xtask bench --only wrk|bulk|tls|memory|boot|size`)"
         ),
     }
 }

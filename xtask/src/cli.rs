@@ -55,7 +55,8 @@ commands:
                         --manifest-path PATH; --verbose for the raw compiler output)
   bench                 fata against a Linux guest, side by side: table on the terminal and
                         in docs/benchmarks.md (--quick: a smoke run; --only GROUP: one of
-                        size, boot, memory, limits, wrk, bulk, hosted, storage, xen, image, app)
+                        size, boot, memory, limits, wrk, bulk, tls, hosted, storage, xen, image,
+                        app)
   bench alloc|boot      the figures of single components (allocators; hello)
   xen-linux             nested Xen (QEMU TCG): a Linux PVH domU with a vif and a disk, driven
                         from dom0; prints its figures (-- nginx: nginx instead of busybox

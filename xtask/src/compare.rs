@@ -18,6 +18,7 @@ mod app;
 mod image;
 mod limits;
 mod storage;
+mod tls;
 mod xen;
 
 pub use storage::{KvFigures, kv_load, kv_load_cli};
@@ -27,7 +28,8 @@ pub use storage::{KvFigures, kv_load, kv_load_cli};
 pub struct CompareOpts {
     /// Fewer runs and shorter measurements (a smoke run, not figures to quote).
     pub quick: bool,
-    /// Only this figure group: size, boot, memory, limits, wrk, bulk, hosted, storage, xen.
+    /// Only this figure group: size, boot, memory, limits, wrk, bulk, tls, hosted, storage,
+    /// xen, image, app.
     pub only: Option<String>,
 }
 
@@ -741,21 +743,23 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     let want = |g: &str| opts.only.as_deref().is_none_or(|o| o == g);
     if let Some(o) = &opts.only
         && ![
-            "size", "boot", "memory", "limits", "wrk", "bulk", "hosted", "storage", "xen", "image",
-            "app",
+            "size", "boot", "memory", "limits", "wrk", "bulk", "tls", "hosted", "storage", "xen",
+            "image", "app",
         ]
         .contains(&o.as_str())
     {
         bail!(
-            "unknown figure group `{o}`; the groups are: size, boot, memory, limits, wrk, bulk, hosted, storage, xen"
+            "unknown figure group `{o}`; the groups are: size, boot, memory, limits, wrk, bulk, tls, hosted, storage, xen, image, app"
         );
     }
     let runs = if opts.quick { 2 } else { 10 };
     let mut rows = Vec::new();
+    let mut tls_rows = Vec::new();
+    let mut tls_notes = String::new();
     if want("boot") {
         boot_times(&s, runs, &mut rows)?;
     }
-    if want("memory") || want("limits") || want("wrk") || want("bulk") {
+    if want("memory") || want("limits") || want("wrk") || want("bulk") || want("tls") {
         let mut c = crate::build::cargo();
         c.current_dir(crate::root()).args([
             "build",
@@ -781,6 +785,9 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
         }
         if want("bulk") {
             bulk_figures(&s, &ns, opts.quick, &netclient, &mut rows)?;
+        }
+        if want("tls") {
+            tls_notes = tls::tls_figures(&s, &ns, opts.quick, &netclient, &mut tls_rows)?;
         }
     }
     if want("size") {
@@ -841,6 +848,18 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
             "\nThe Linux guest printed nothing within 60 s and was started again {retries} time(s) in this run (not counted in the figures)."
         );
     }
+    let tls_table = render(&tls_rows);
+    if !tls_rows.is_empty() {
+        doc.push_str(
+            "\n## HTTPS: the http example against nginx over TLS\n\n\
+             fata's `http` example serving HTTPS with a certificate from its boot keys, against \
+             the Linux guest's nginx with the same certificate and page. \
+             `cargo xtask bench --only tls`.\n\n",
+        );
+        doc.push_str(&tls_notes);
+        doc.push('\n');
+        doc.push_str(&tls_table);
+    }
     let storage_table = render(&storage_rows);
     if !storage_rows.is_empty() {
         doc.push_str(
@@ -897,6 +916,9 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
     std::fs::create_dir_all(out.parent().unwrap())?;
     std::fs::write(&out, &doc)?;
     println!("{table}");
+    if !tls_rows.is_empty() {
+        println!("{tls_notes}\n{tls_table}");
+    }
     if !storage_rows.is_empty() {
         println!("{storage_notes}\n{storage_table}");
     }

@@ -180,6 +180,20 @@ http {
 }
 "#;
 
+/// The `server` block the TLS baseline adds to [`NGINX_CONF`]: HTTPS on 443 with the
+/// certificate and key written to `/etc/tls/`, TLS 1.2 and 1.3, a session cache and tickets
+/// (nginx's defaults for everything else: OpenSSL's groups, X25519 first, and ciphers).
+const NGINX_TLS_SERVER: &str = r#"  server {
+    listen 443 ssl reuseport backlog=4096;
+    root /www;
+    ssl_certificate /etc/tls/server.pem;
+    ssl_certificate_key /etc/tls/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;
+  }
+"#;
+
 fn download(dir: &Path) -> Result<()> {
     let image = resolve_kernel(PACKAGES[0])?;
     download_packages(dir, &[image.as_str(), PACKAGES[1], PACKAGES[2]])
@@ -268,15 +282,39 @@ pub fn prepare(page: &[u8]) -> Result<LinuxGuest> {
     })
 }
 
+/// The Linux baseline of the TLS figures (`cargo xtask bench --only tls`): the initramfs of
+/// [`prepare`] (same kernel, busybox, nginx and page), with nginx also serving HTTPS on 443
+/// with the certificate chain `cert_pem` and key `key_pem`. Call [`prepare`] first.
+pub fn prepare_tls(page: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Result<PathBuf> {
+    let base = crate::root().join("target/bench/linux");
+    let root = unpacked_guest()?;
+    let (_, kver) = kernel_of(&root)?;
+    let mut c = busybox_cpio(&root, &kver, &WEB_GUEST_DIRS, INIT, &MODULES)?;
+    c.file("bin/udhcpc.script", true, UDHCPC.as_bytes());
+    let conf = NGINX_CONF.replacen("  server {", &format!("{NGINX_TLS_SERVER}  server {{"), 1);
+    add_nginx_with(&mut c, &root, page, &conf)?;
+    c.dir("etc/tls");
+    c.file("etc/tls/server.pem", false, cert_pem);
+    c.file("etc/tls/server.key", false, key_pem);
+    let initrd = base.join("initrd-tls.cpio");
+    std::fs::write(&initrd, c.finish())?;
+    Ok(initrd)
+}
+
 /// Adds nginx (unpacked under `root`) with its libraries, `/etc/nginx.conf` and the users it
 /// needs, and `page` as `/www/612.html` and `/www/index.html`. The init script starts it with
 /// `nginx -c /etc/nginx.conf` after creating `/tmp`, `/var/log/nginx` and `/var/lib/nginx`.
 pub(crate) fn add_nginx(c: &mut Cpio, root: &Path, page: &[u8]) -> Result<()> {
+    add_nginx_with(c, root, page, NGINX_CONF)
+}
+
+/// [`add_nginx`] with `conf` as `/etc/nginx.conf`.
+fn add_nginx_with(c: &mut Cpio, root: &Path, page: &[u8], conf: &str) -> Result<()> {
     let nginx = root.join("usr/sbin/nginx");
     c.file("usr/sbin/nginx", true, &std::fs::read(&nginx)?);
     c.symlink("bin/nginx", "/usr/sbin/nginx");
     add_libs(c, &shared_libs_in(&nginx, &[])?)?;
-    c.file("etc/nginx.conf", false, NGINX_CONF.as_bytes());
+    c.file("etc/nginx.conf", false, conf.as_bytes());
     c.file(
         "etc/passwd",
         false,
