@@ -614,7 +614,8 @@ fn a_key_that_is_rsa_or_not_the_certificates_stops_the_boot_naming_the_problem()
         &out,
         Exit::Code(1),
         &[
-            "certificate from the boot keys: private key:",
+            "certificate from the boot keys: private key: an RSA key cannot sign in a fata \
+             image: use an ECDSA P-256 or Ed25519 key",
             "fata: exit 1",
         ],
     );

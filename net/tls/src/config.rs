@@ -38,8 +38,11 @@ impl Identity {
     /// A certified key for rustls, after checking that the key can sign here and matches
     /// the leaf certificate.
     pub fn certified(&self) -> Result<Arc<CertifiedKey>, TlsError> {
-        let signing = crate::sign::load(&self.key)
-            .map_err(|e| TlsError::Config(format!("private key: {e}")))?;
+        let signing = crate::sign::load(&self.key).map_err(|e| match e {
+            // Our own messages, without rustls's "unexpected error: " in front.
+            rustls::Error::General(m) => TlsError::Config(format!("private key: {m}")),
+            e => TlsError::Config(format!("private key: {e}")),
+        })?;
         let ck = CertifiedKey::new(self.chain.clone(), signing);
         ck.keys_match().map_err(|e| {
             TlsError::Config(format!(

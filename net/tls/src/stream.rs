@@ -127,10 +127,15 @@ impl<S: Io, C: Side> TlsStream<S, C> {
     pub async fn handshake(&mut self) -> Result<(), TlsError> {
         loop {
             let p = self.process(&mut &[][..], false).await?;
-            self.send_outgoing().await?;
+            let sent = self.send_outgoing().await;
             if self.engine.is_open() {
+                // The handshake is complete even if what followed it (TLS 1.3 session
+                // tickets) could not be sent because the client has already gone: that is a
+                // failure of the connection, which the next read or write reports, not of
+                // the handshake.
                 return Ok(());
             }
+            sent?;
             if p == Progress::Closed || !self.fill().await? {
                 return Err(TlsError::HandshakeEof);
             }
