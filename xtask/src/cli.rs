@@ -611,11 +611,12 @@ fn real_main(mode: Mode, args: impl Iterator<Item = String>) -> Result<ExitCode>
             let mut c = xtask::build::cargo();
             c.current_dir(xtask::root()).arg("test");
             cmd::run(&mut c, "the test suite")?;
-            // The runtime's networking keys only exist with its `net` feature.
+            // The runtime's networking, TLS and ACME code only exists with its features
+            // (`acme` brings `net`, `tls` and `kv`).
             let mut n = xtask::build::cargo();
             n.current_dir(xtask::root())
-                .args(["test", "--package", "fata", "--features", "net"]);
-            cmd::run(&mut n, "the runtime's unit tests with networking")?;
+                .args(["test", "--package", "fata", "--features", "acme"]);
+            cmd::run(&mut n, "the runtime's unit tests with networking, TLS and ACME")?;
             Ok(ExitCode::SUCCESS)
         }
         "bench" => {
