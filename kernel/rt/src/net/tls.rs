@@ -208,13 +208,19 @@ impl TlsAcceptor {
             Ok(Err(e)) => {
                 FAILED.fetch_add(1, Ordering::Relaxed);
                 // Debug level: scanners and broken clients must not flood the log.
-                log::debug!("tls: handshake with {:?} failed: {e}", s.get_mut().peer_addr());
+                log::debug!(
+                    "tls: handshake with {:?} failed: {e}",
+                    s.get_mut().peer_addr()
+                );
                 s.get_mut().shutdown();
                 Err(e)
             }
             Err(_) => {
                 TIMEOUTS.fetch_add(1, Ordering::Relaxed);
-                log::debug!("tls: handshake with {:?} timed out", s.get_mut().peer_addr());
+                log::debug!(
+                    "tls: handshake with {:?} timed out",
+                    s.get_mut().peer_addr()
+                );
                 s.get_mut().shutdown();
                 Err(TlsError::HandshakeTimeout)
             }
