@@ -616,7 +616,10 @@ fn real_main(mode: Mode, args: impl Iterator<Item = String>) -> Result<ExitCode>
             let mut n = xtask::build::cargo();
             n.current_dir(xtask::root())
                 .args(["test", "--package", "fata", "--features", "acme"]);
-            cmd::run(&mut n, "the runtime's unit tests with networking, TLS and ACME")?;
+            cmd::run(
+                &mut n,
+                "the runtime's unit tests with networking, TLS and ACME",
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         "bench" => {
