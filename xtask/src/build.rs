@@ -79,6 +79,30 @@ pub fn build(opts: &BuildOpts) -> Result<Image> {
         opts.target,
         opts.release,
         &opts.target.target_dir(&root),
+        &[],
+    )
+}
+
+/// Where [`build_minimal`] builds: `target/<platform>-minimal`.
+pub fn minimal_target_dir(root: &Path, target: Target) -> PathBuf {
+    root.join("target")
+        .join(format!("{}-minimal", target.name()))
+}
+
+/// Builds the example without its default cargo features (`http` without HTTPS), into a
+/// target directory of its own (`target/<platform>-minimal`), so the ordinary build is
+/// not rebuilt back and forth.
+pub fn build_minimal(opts: &BuildOpts) -> Result<Image> {
+    let root = crate::root();
+    let manifest = root.join("examples").join(&opts.example).join("Cargo.toml");
+    let tdir = minimal_target_dir(&root, opts.target);
+    build_app(
+        &manifest,
+        &opts.example,
+        opts.target,
+        opts.release,
+        &tdir,
+        &["--no-default-features"],
     )
 }
 
@@ -87,7 +111,7 @@ pub fn build(opts: &BuildOpts) -> Result<Image> {
 pub fn build_manifest(manifest: &Path, target: Target, release: bool) -> Result<Image> {
     let (package, workspace) = crate::check::package_of(manifest)?;
     let tdir = crate::check::app_target_dir(&workspace, target);
-    build_app(manifest, &package, target, release, &tdir)
+    build_app(manifest, &package, target, release, &tdir, &[])
 }
 
 /// The cargo command that builds the application at `manifest` for `target` into `tdir`:
@@ -187,8 +211,9 @@ fn build_app(
     target: Target,
     release: bool,
     tdir: &Path,
+    extra: &[&str],
 ) -> Result<Image> {
-    let mut c = cargo_command(manifest, package, target, tdir, release, &[])?;
+    let mut c = cargo_command(manifest, package, target, tdir, release, extra)?;
     let profile = if release { "release" } else { "debug" };
     let what = format!("building `{package}` for {}", target.name());
     if target.bare_metal() {

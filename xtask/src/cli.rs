@@ -66,10 +66,12 @@ options:
   --target virtio|xen|unix  platform (default: virtio)
   --example NAME        application under examples/ (default: hello)
   --release             optimised build
+  --no-default-features build the example without its default cargo features (http: without
+                        HTTPS and ACME), into target/PLATFORM-minimal
   --machine microvm|q35|pc   QEMU machine (default: microvm)
   -m MIB                guest memory in MiB (default: 64)
-  --cpu MODEL           QEMU CPU model (default: max, which offers RDRAND and RDSEED; qemu64
-                        offers neither)
+  --cpu MODEL           QEMU CPU model (default: max, which offers RDRAND — QEMU's TCG has no
+                        RDSEED; qemu64 offers neither)
   --rng                 attach a virtio-rng device (entropy from the host's /dev/urandom)
   --timeout SECONDS     kill the image after this long (default: 60)
   -p HOST:GUEST         forward 127.0.0.1:HOST to the guest's TCP port GUEST (QEMU user
@@ -111,6 +113,7 @@ struct Cli {
     target: Target,
     example: String,
     release: bool,
+    minimal: bool,
     machine: Machine,
     memory: u32,
     cpu: Option<String>,
@@ -146,6 +149,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
         target: Target::Virtio,
         example: "hello".into(),
         release: false,
+        minimal: false,
         machine: Machine::Microvm,
         memory: 64,
         cpu: None,
@@ -185,6 +189,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
                 example_given = true;
             }
             "--release" => cli.release = true,
+            "--no-default-features" => cli.minimal = true,
             "--machine" => cli.machine = Machine::parse(&value("--machine")?)?,
             "-m" => {
                 let v = value("-m")?;
@@ -254,11 +259,16 @@ fn do_build(cli: &Cli) -> Result<xtask::build::Image> {
         eprintln!("xtask: image {}", img.path.display());
         return Ok(img);
     }
-    let img = build(&BuildOpts {
+    let opts = BuildOpts {
         target: cli.target,
         example: cli.example.clone(),
         release: cli.release,
-    })?;
+    };
+    let img = if cli.minimal {
+        xtask::build::build_minimal(&opts)?
+    } else {
+        build(&opts)?
+    };
     let size = std::fs::metadata(&img.path)?.len();
     eprintln!("xtask: image {} ({} KiB)", img.path.display(), size / 1024);
     Ok(img)

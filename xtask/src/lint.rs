@@ -68,5 +68,22 @@ pub fn run() -> Result<()> {
             &format!("clippy on the applications for {}", t.name()),
         )?;
     }
+    // `http` without its default features (no HTTPS) is a different program: lint it too,
+    // where `--no-default-features` builds go (`build::build_minimal`).
+    let t = Target::Virtio;
+    let mut c = crate::build::cargo();
+    c.current_dir(&root)
+        .arg("clippy")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            crate::build::encoded_rustflags(t.rustflags()),
+        )
+        .env_remove("RUSTFLAGS")
+        .args(["--package", "http", "--no-default-features"])
+        .args(["--features", t.feature(), "--target", TRIPLE])
+        .arg("--target-dir")
+        .arg(crate::build::minimal_target_dir(&root, t))
+        .args(["--", "-D", "warnings"]);
+    cmd::run(&mut c, "clippy on http without its default features")?;
     Ok(())
 }

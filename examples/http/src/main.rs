@@ -22,13 +22,10 @@
 
 extern crate alloc;
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use fata::net::acme::Acme;
-
-use fata::net::tls::{CertStore, Identity, Stream, TlsAcceptor};
-use fata::net::{IpAddr, Stack, TcpListener};
+use fata::net::{IpAddr, Stack, Stream, TcpListener};
 use fata::time::{Duration, Instant, timeout};
 use fata_http::{
     Limit, Limits, Method, RequestTimer, Response, Site, error_response, parse_request,
@@ -36,10 +33,19 @@ use fata_http::{
 };
 
 include!(concat!(env!("OUT_DIR"), "/site.rs"));
-include!(concat!(env!("OUT_DIR"), "/tls.rs"));
+
+// HTTPS, ACME and the redirect (cargo feature `https`, on by default); without it the same
+// names do nothing and the image carries no TLS.
+#[cfg(feature = "https")]
+mod https;
+#[cfg(not(feature = "https"))]
+#[path = "plain.rs"]
+mod https;
+use https::Https;
 static SITE: Site = Site::new(FILES);
 
 fata::config! {
+    /// The site's keys (`https_port` and `redirect_https` act in builds with HTTPS).
     pub struct Config {
         /// TCP port to listen on.
         port: u16 = 80,
@@ -70,98 +76,18 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
         cfg.idle_timeout.as_millis() as u64,
         cfg.request_timeout.as_millis() as u64,
     );
-    let certs = CertStore::new();
-    let source = load_certificate(&certs)?;
-    let acme = if source.is_none() && Acme::configured() {
-        let store = open_store().await;
-        Acme::start(net.clone(), certs.clone(), store).map_err(|e| format!("acme: {e}"))?
-    } else {
-        None
-    };
-    if source.is_some() || acme.is_some() {
-        let tls = TlsAcceptor::new(certs.clone()).map_err(|e| format!("https: {e}"))?;
-        let (net, certs, port) = (net.clone(), certs.clone(), cfg.https_port);
-        let limit = cfg.request_timeout;
-        fata::spawn(async move {
-            // Listen only once there is a certificate (ACME may take a while), so the
-            // readiness line means HTTPS works.
-            while certs.is_empty() {
-                fata::time::sleep(Duration::from_millis(200)).await;
-            }
-            match net.listen(port) {
-                Ok(l) => {
-                    fata::log::info!(
-                        "https: serving on port {port} with the certificate from {}",
-                        source.unwrap_or("ACME")
-                    );
-                    let _ = serve(l, Some(tls), None, None, net, timer, limit).await;
-                }
-                Err(e) => fata::log::error!("https: listen on {port}: {e}"),
-            }
-        });
-    }
-    // Redirects start once a certificate is in (ACME's may come later).
-    let redirect = cfg
-        .redirect_https
-        .then(|| Redirect(cfg.https_port, certs.clone()));
+    let https = Https::start(&net, cfg, timer).await?;
     let listener = net
         .listen(cfg.port)
         .map_err(|e| format!("listen on {}: {e}", cfg.port))?;
     fata::log::info!("http: serving {} files", FILES.len());
-    serve(
-        listener,
-        None,
-        redirect,
-        acme,
-        net,
-        timer,
-        cfg.request_timeout,
-    )
-    .await
+    serve(listener, https, net, timer, cfg.request_timeout).await
 }
 
-/// The key-value store on the attached disk, for ACME's account and certificate; `None`
-/// (with a note) when there is no usable disk.
-async fn open_store() -> Option<fata::kv::Store> {
-    match fata::kv::open().await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            fata::log::info!("acme: no store ({e}): the certificate is not kept across boots");
-            None
-        }
-    }
-}
-
-/// Plain HTTP is redirected to this HTTPS port while the store holds a certificate.
-#[derive(Clone)]
-struct Redirect(u16, alloc::sync::Arc<CertStore>);
-
-/// Puts the configured certificate into `certs`: the boot keys' first, else the one
-/// embedded at build time. Returns where it came from, `None` when there is none.
-fn load_certificate(certs: &CertStore) -> Result<Option<&'static str>, String> {
-    let (id, source) = match fata::net::tls::boot_identity().map_err(|e| e.to_string())? {
-        Some(id) => (id, "the boot keys"),
-        None => match EMBEDDED_TLS {
-            Some((cert, key)) => (
-                Identity::from_pem(cert, key).map_err(|e| format!("embedded certificate: {e}"))?,
-                "the image (embedded at build time)",
-            ),
-            None => return Ok(None),
-        },
-    };
-    certs
-        .insert(&id)
-        .map_err(|e| format!("certificate from {source}: {e}"))?;
-    Ok(Some(source))
-}
-
-/// Accepts connections on `listener` and serves each in its own task, over TLS when `tls`
-/// is given (the handshake, bounded by `tls_handshake_timeout`, runs in that task too).
+/// Accepts plain-HTTP connections on `listener` and serves each in its own task.
 async fn serve(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    redirect: Option<Redirect>,
-    acme: Option<Acme>,
+    https: Https,
     net: Stack,
     timer: RequestTimer,
     write_limit: Duration,
@@ -172,35 +98,15 @@ async fn serve(
             .await
             .map_err(|e| format!("accept: {e}"))?;
         CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-        let net = net.clone();
-        match &tls {
-            None => {
-                let (acme, redirect) = (acme.clone(), redirect.clone());
-                fata::spawn(serve_connection(
-                    conn,
-                    net,
-                    timer,
-                    write_limit,
-                    redirect,
-                    acme,
-                ));
-            }
-            Some(tls) => {
-                let tls = tls.clone();
-                fata::spawn(async move {
-                    if let Ok(conn) = tls.accept(conn).await {
-                        serve_connection(conn, net, timer, write_limit, None, None).await;
-                    }
-                });
-            }
-        }
+        let (net, https) = (net.clone(), https.clone());
+        fata::spawn(serve_connection(conn, net, timer, write_limit, Some(https)));
     }
 }
 
 fn status_json(net: &Stack) -> String {
     let c = net.counters();
     let heap = fata::heap::stats();
-    let tls = fata::net::tls::counters();
+    let tls = https::counters();
     let ipv6: Vec<String> = net
         .addresses()
         .iter()
@@ -309,8 +215,7 @@ async fn serve_connection(
     net: Stack,
     mut timer: RequestTimer,
     write_limit: Duration,
-    redirect: Option<Redirect>,
-    acme: Option<Acme>,
+    https: Option<Https>,
 ) {
     let limits = Limits::DEFAULT;
     let mut buf: Vec<u8> = Vec::new();
@@ -334,11 +239,11 @@ async fn serve_connection(
                 Ok(Some((req, consumed))) => {
                     out.clear();
                     let json;
-                    let challenge = acme.as_ref().and_then(|a| a.answer(req.path));
-                    let to_https = redirect
+                    let challenge = https.as_ref().and_then(|h| h.challenge(req.path));
+                    let to_https = https
                         .as_ref()
-                        .filter(|r| challenge.is_none() && !r.1.is_empty())
-                        .and_then(|r| fata_http::https_location(&req, r.0));
+                        .filter(|_| challenge.is_none())
+                        .and_then(|h| h.redirect(&req));
                     let resp = if let Some(answer) = &challenge {
                         Response {
                             status: 200,

@@ -9,7 +9,8 @@
 //! ```
 
 use super::Stack;
-use super::tls::{Stream, TlsConnector, TlsError};
+use super::Stream;
+use super::tls::{TlsConnector, TlsError};
 use crate::time::{Duration, timeout};
 use alloc::format;
 use alloc::string::String;

@@ -190,6 +190,47 @@ enum StreamImpl {
     Host(<HostImpl as HostSockets>::Stream),
 }
 
+/// A connection an application protocol can run over: plain TCP ([`TcpStream`]) or, with
+/// the `tls` feature, TLS ([`tls::TlsStream`]), so one HTTP server serves both.
+#[allow(async_fn_in_trait)] // single-threaded executor: no Send bound wanted
+pub trait Stream {
+    /// Why an operation failed ([`NetError`] for TCP, `TlsError` for TLS).
+    type Error: fmt::Display;
+    /// Reads at least one byte, or returns 0 when the peer has closed.
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error>;
+    /// Sends all of `buf`.
+    async fn write_all(&mut self, buf: &[u8]) -> Result<(), Self::Error>;
+    /// Closes the sending direction (TLS: after close_notify) and waits until what was sent
+    /// has been acknowledged; bound it with a timeout.
+    async fn close(&mut self);
+    /// Closes the sending direction at once, without waiting (TLS: without close_notify;
+    /// for a peer that has gone or misbehaved).
+    fn shutdown(&mut self);
+    /// Marks the connection idle (between requests), so the stack may close it first when
+    /// it is at its connection limit.
+    fn set_idle(&mut self, idle: bool);
+}
+
+impl Stream for TcpStream {
+    type Error = NetError;
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        TcpStream::read(self, buf).await
+    }
+    async fn write_all(&mut self, buf: &[u8]) -> Result<(), NetError> {
+        TcpStream::write_all(self, buf).await
+    }
+    async fn close(&mut self) {
+        TcpStream::shutdown(self);
+        let _ = TcpStream::flush(self).await;
+    }
+    fn shutdown(&mut self) {
+        TcpStream::shutdown(self)
+    }
+    fn set_idle(&mut self, idle: bool) {
+        TcpStream::set_idle(self, idle)
+    }
+}
+
 /// A TCP connection. Dropping it closes the connection.
 pub struct TcpStream(StreamImpl);
 

@@ -18,7 +18,7 @@
 //! TLS refuses to start when no entropy source seeded the CSPRNG, unless the boot key
 //! `insecure_entropy=true` says otherwise: keys made from predictable bytes protect nothing.
 
-use super::{Stack, TcpStream};
+use super::{Stack, Stream, TcpStream};
 use crate::config::Secret;
 use crate::time::{Duration, timeout};
 use alloc::format;
@@ -279,45 +279,8 @@ impl TlsConnector {
     }
 }
 
-/// A connection an application protocol can run over: plain TCP ([`TcpStream`]) or TLS
-/// ([`TlsStream`]), so one HTTP server serves both.
-#[allow(async_fn_in_trait)] // single-threaded executor: no Send bound wanted
-pub trait Stream {
-    /// Reads at least one byte, or returns 0 when the peer has closed.
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TlsError>;
-    /// Sends all of `buf`.
-    async fn write_all(&mut self, buf: &[u8]) -> Result<(), TlsError>;
-    /// Closes the sending direction (TLS: after close_notify) and waits until what was sent
-    /// has been acknowledged; bound it with a timeout.
-    async fn close(&mut self);
-    /// Closes the sending direction at once, without waiting (TLS: without close_notify;
-    /// for a peer that has gone or misbehaved).
-    fn shutdown(&mut self);
-    /// Marks the connection idle (between requests), so the stack may close it first when
-    /// it is at its connection limit.
-    fn set_idle(&mut self, idle: bool);
-}
-
-impl Stream for TcpStream {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TlsError> {
-        TcpStream::read(self, buf).await.map_err(TlsError::Io)
-    }
-    async fn write_all(&mut self, buf: &[u8]) -> Result<(), TlsError> {
-        TcpStream::write_all(self, buf).await.map_err(TlsError::Io)
-    }
-    async fn close(&mut self) {
-        self.shutdown();
-        let _ = self.flush().await;
-    }
-    fn shutdown(&mut self) {
-        TcpStream::shutdown(self)
-    }
-    fn set_idle(&mut self, idle: bool) {
-        TcpStream::set_idle(self, idle)
-    }
-}
-
 impl<C: fata_tls::engine::Side> Stream for fata_tls::TlsStream<TcpStream, C> {
+    type Error = TlsError;
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TlsError> {
         fata_tls::TlsStream::read(self, buf).await
     }
