@@ -178,9 +178,10 @@ fn write_bytes_head(out: &mut Vec<u8>, n: u64, keep_alive: bool) {
     );
 }
 
-/// Sends the `n` bytes of a `/bytes/N` body, 16 KiB at a time.
+/// Sends the `n` bytes of a `/bytes/N` body, 16 KiB at a time. The buffer is on the heap
+/// only while it is used: an array here would sit in every connection's future.
 async fn send_bytes(conn: &mut impl Stream, n: u64, limit: Duration) -> bool {
-    let mut chunk = [0u8; 16 * 1024];
+    let mut chunk = alloc::vec![0u8; 16 * 1024];
     let mut at = 0u64;
     while at < n {
         let len = (n - at).min(chunk.len() as u64) as usize;

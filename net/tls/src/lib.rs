@@ -21,6 +21,7 @@ mod kx;
 pub mod provider;
 mod sign;
 mod stream;
+mod verify;
 
 #[cfg(feature = "web-pki-roots")]
 pub use config::web_pki_roots;

@@ -11,7 +11,7 @@
 //! image check (`cargo xtask check`) would name it if it did. The comparison with other
 //! providers is in `docs/tls.md`.
 
-use crate::{kx, sign};
+use crate::{kx, sign, verify};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::fmt;
@@ -62,11 +62,12 @@ impl rustls::time_provider::TimeProvider for Clock {
 
 /// Signature algorithms accepted from peers (certificate chains and handshake signatures):
 /// ECDSA P-256/P-384, Ed25519, RSA PKCS#1 and PSS from 2048 bits. Verification needs no
-/// randomness, so all of it is ring's.
+/// randomness: ring's, except ECDSA P-256, which is `p256`'s (see `verify.rs`: it spares
+/// the image ring's 148 KiB P-256 table).
 pub(crate) static VERIFY_ALGS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
     all: &[
-        alg::ECDSA_P256_SHA256,
-        alg::ECDSA_P256_SHA384,
+        verify::ECDSA_P256_SHA256,
+        verify::ECDSA_P256_SHA384,
         alg::ECDSA_P384_SHA256,
         alg::ECDSA_P384_SHA384,
         alg::ED25519,
@@ -80,11 +81,11 @@ pub(crate) static VERIFY_ALGS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgori
     mapping: &[
         (
             SignatureScheme::ECDSA_NISTP384_SHA384,
-            &[alg::ECDSA_P384_SHA384, alg::ECDSA_P256_SHA384],
+            &[alg::ECDSA_P384_SHA384, verify::ECDSA_P256_SHA384],
         ),
         (
             SignatureScheme::ECDSA_NISTP256_SHA256,
-            &[alg::ECDSA_P256_SHA256, alg::ECDSA_P384_SHA256],
+            &[verify::ECDSA_P256_SHA256, alg::ECDSA_P384_SHA256],
         ),
         (SignatureScheme::ED25519, &[alg::ED25519]),
         (
