@@ -2,11 +2,10 @@
 //! keys, from files embedded at build time, or from an ACME CA; the HTTPS listener; the
 //! answers to the CA's http-01 challenges and the redirect for the plain-HTTP side.
 
-use crate::{CONNECTIONS, Config, serve_connection};
+use crate::{Config, accept_loop, serve_connection};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
-use core::sync::atomic::Ordering;
 use fata::net::acme::Acme;
 use fata::net::tls::{CertStore, Identity, TlsAcceptor};
 use fata::net::{Stack, TcpListener};
@@ -88,19 +87,15 @@ async fn serve_tls(
     timer: RequestTimer,
     write_limit: Duration,
 ) -> Result<(), String> {
-    loop {
-        let (conn, _) = listener
-            .accept()
-            .await
-            .map_err(|e| format!("accept: {e}"))?;
-        CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-        let (tls, net) = (tls.clone(), net.clone());
-        fata::spawn(async move {
+    accept_loop(listener, net, move |conn, net| {
+        let tls = tls.clone();
+        async move {
             if let Ok(conn) = tls.accept(conn).await {
                 serve_connection(conn, net, timer, write_limit, None).await;
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// The key-value store on the attached disk, for ACME's account and certificate; `None`

@@ -25,7 +25,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use fata::net::{IpAddr, Stack, Stream, TcpListener};
+use fata::net::{IpAddr, Stack, Stream, TcpListener, TcpStream};
 use fata::time::{Duration, Instant, timeout};
 use fata_http::{
     Limit, Limits, Method, RequestTimer, Response, Site, error_response, parse_request,
@@ -92,14 +92,26 @@ async fn serve(
     timer: RequestTimer,
     write_limit: Duration,
 ) -> Result<(), String> {
+    accept_loop(listener, net, move |conn, net| {
+        serve_connection(conn, net, timer, write_limit, Some(https.clone()))
+    })
+    .await
+}
+
+/// Accepts connections on `listener` forever, counting them, and runs `serve` for each in a
+/// task of its own.
+async fn accept_loop<F, Fut>(listener: TcpListener, net: Stack, serve: F) -> Result<(), String>
+where
+    F: Fn(TcpStream, Stack) -> Fut,
+    Fut: core::future::Future<Output = ()> + 'static,
+{
     loop {
         let (conn, _) = listener
             .accept()
             .await
             .map_err(|e| format!("accept: {e}"))?;
         CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-        let (net, https) = (net.clone(), https.clone());
-        fata::spawn(serve_connection(conn, net, timer, write_limit, Some(https)));
+        fata::spawn(serve(conn, net.clone()));
     }
 }
 
