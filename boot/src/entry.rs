@@ -147,11 +147,25 @@ core::arch::global_asm!(
 
     fninit
     mov %ebx, %edi
+    jmp fata_enter_rust
+
+    /* The outermost frame of every backtrace. Its call frame information says that the
+       return address is undefined, so a debugger's `bt` ends here instead of unwinding into
+       whatever lies above the boot stack; %rbp = 0 ends frame-pointer walks too. (The CFI
+       lands in `.eh_frame`, which ordinary images discard and `--gdb` images keep.) */
+    .global fata_enter_rust
+    .type fata_enter_rust, @function
+    fata_enter_rust:
+    .cfi_startproc
+    .cfi_undefined %rip
+    xor %ebp, %ebp
     call fata_platform_entry
 3:
     cli
     hlt
     jmp 3b
+    .cfi_endproc
+    .size fata_enter_rust, . - fata_enter_rust
     .popsection
     "#,
     options(att_syntax)
