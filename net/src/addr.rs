@@ -315,7 +315,7 @@ impl Inner {
 
     /// Whether the interface can be reached: it has its IPv4 address, or (with no IPv4
     /// expected) an IPv6 address beyond link-local — or only link-local by configuration.
-    fn reachable(&self) -> bool {
+    pub(crate) fn reachable(&self) -> bool {
         if self.addr.expect_v4 {
             return self.addr.v4.is_some();
         }

@@ -208,6 +208,13 @@ impl Stack {
         f(&mut self.inner.borrow_mut())
     }
 
+    /// Whether the interface has the address it waits for (its IPv4 address when it expects
+    /// one, from DHCP or static; else an IPv6 address beyond link-local): what the readiness
+    /// line `fata: ready tcp/PORT` waits for, and what `/readyz` needs.
+    pub fn is_reachable(&self) -> bool {
+        self.with(|i| i.reachable())
+    }
+
     /// The interface's IPv4 address and prefix length, once configured.
     pub fn ipv4(&self) -> Option<(Ipv4Addr, u8)> {
         self.with(|i| i.addr.v4.map(|c| (c.address(), c.prefix_len())))

@@ -19,11 +19,44 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::future::Future;
 use core::pin::Pin;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::task::{Context, Poll, Waker};
 use fata_hal::{Nanos, Platform};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+// Figures for `fata::metrics`: relaxed adds, one per spawn, poll, wait and fired timer.
+static SPAWNED: AtomicU64 = AtomicU64::new(0);
+static FINISHED: AtomicU64 = AtomicU64::new(0);
+static POLLS: AtomicU64 = AtomicU64::new(0);
+static WAITS: AtomicU64 = AtomicU64::new(0);
+static FIRED: AtomicU64 = AtomicU64::new(0);
+
+/// The executor's figures since boot.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ExecStats {
+    /// Tasks spawned and not finished.
+    pub live: u64,
+    pub spawned: u64,
+    pub polls: u64,
+    /// Times the executor idled in the platform's `wait`.
+    pub waits: u64,
+    /// Timers armed now (0 outside the runtime).
+    pub timers: usize,
+    pub timers_fired: u64,
+}
+
+pub(crate) fn stats() -> ExecStats {
+    let spawned = SPAWNED.load(Ordering::Relaxed);
+    ExecStats {
+        live: spawned.saturating_sub(FINISHED.load(Ordering::Relaxed)),
+        spawned,
+        polls: POLLS.load(Ordering::Relaxed),
+        waits: WAITS.load(Ordering::Relaxed),
+        timers: cur::get().map_or(0, |e| e.timers.borrow().len()),
+        timers_fired: FIRED.load(Ordering::Relaxed),
+    }
+}
 
 #[derive(Default)]
 struct ReadyQueue {
@@ -94,6 +127,7 @@ impl Executor {
     fn spawn_boxed(&self, future: BoxFuture) {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
+        SPAWNED.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(TaskWaker {
             id,
             queued: AtomicBool::new(false),
@@ -191,8 +225,11 @@ impl Executor {
             let Some(mut task) = task else { continue };
             task.handle.queued.store(false, Ordering::Release);
             let mut cx = Context::from_waker(&task.waker);
+            POLLS.fetch_add(1, Ordering::Relaxed);
             match task.future.as_mut().poll(&mut cx) {
-                Poll::Ready(()) => {}
+                Poll::Ready(()) => {
+                    FINISHED.fetch_add(1, Ordering::Relaxed);
+                }
                 Poll::Pending => {
                     self.tasks.borrow_mut().insert(id, task);
                 }
@@ -224,7 +261,10 @@ impl Executor {
                 }
             };
             match due {
-                Some((_, waker)) => waker.wake(),
+                Some((_, waker)) => {
+                    FIRED.fetch_add(1, Ordering::Relaxed);
+                    waker.wake()
+                }
                 None => break,
             }
         }
@@ -262,6 +302,7 @@ impl Executor {
                 return Err(Stall::NothingCanWake);
             }
             self.tidy();
+            WAITS.fetch_add(1, Ordering::Relaxed);
             let events = P::wait(deadline);
             self.dispatch_events(events);
         }

@@ -13,7 +13,8 @@ use fata_hal::MemoryRegion;
 use talc::base::Talc;
 use talc::source::Manual;
 
-struct SendTalc(Talc<Manual, talc::DefaultBinning>);
+/// The allocator and the most bytes it ever had in use.
+struct SendTalc(Talc<Manual, talc::DefaultBinning>, usize);
 
 // SAFETY: `Talc` holds raw pointers into the heap regions it was given; those regions belong
 // to the allocator for the rest of the program, so the allocator may be used from any thread
@@ -34,6 +35,8 @@ pub struct HeapStats {
     pub in_use: usize,
     /// Live allocations.
     pub allocations: usize,
+    /// The most bytes in live allocations at any time so far.
+    pub peak_in_use: usize,
 }
 
 // Only bare-metal platforms have a heap of their own; on `unix` the host allocates.
@@ -42,7 +45,7 @@ impl Heap {
     /// An empty heap; give it memory with [`Heap::claim`].
     pub(crate) const fn new() -> Heap {
         Heap {
-            talc: spin::Mutex::new(SendTalc(Talc::new(Manual))),
+            talc: spin::Mutex::new(SendTalc(Talc::new(Manual), 0)),
         }
     }
 
@@ -66,6 +69,7 @@ impl Heap {
             total: c.claimed_bytes,
             in_use: c.allocated_bytes,
             allocations: c.allocation_count,
+            peak_in_use: t.1.max(c.allocated_bytes),
         }
     }
 }
@@ -80,8 +84,15 @@ impl Default for Heap {
 // blocks that satisfy `layout` (or none), from memory that only it hands out.
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let mut t = self.talc.lock();
         // SAFETY: `layout` has a non-zero size (GlobalAlloc contract).
-        unsafe { self.talc.lock().0.allocate(layout) }.map_or(null_mut(), |p| p.as_ptr())
+        let p = unsafe { t.0.allocate(layout) }.map_or(null_mut(), |p| p.as_ptr());
+        // The peak for `stats`: a field read and a compare under the lock already held.
+        let used = t.0.counters().allocated_bytes;
+        if used > t.1 {
+            t.1 = used;
+        }
+        p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -129,6 +140,10 @@ mod tests {
         // SAFETY: `p` came from `heap.alloc(layout)`.
         unsafe { heap.dealloc(p, layout) };
         assert_eq!(heap.stats().in_use, 0);
+        assert!(
+            heap.stats().peak_in_use >= 1000,
+            "the peak is kept after the free"
+        );
         // Exhaustion is a null pointer, not a crash.
         let huge = Layout::from_size_align(1 << 20, 8).unwrap();
         // SAFETY: non-zero layout.

@@ -3,7 +3,8 @@
 //!
 //! It provides the single-core async executor ([`spawn`], [`time`]), the heap, typed
 //! configuration keys ([`config!`], [`config`]), logging through the `log` facade, console
-//! printing ([`println!`]), random numbers ([`rand`]), the panic and error reporting that turns every failure into a
+//! printing ([`println!`]), random numbers ([`rand`]), Prometheus metrics ([`metrics`]),
+//! `/livez` and `/readyz` health checks ([`health`]), the panic and error reporting that turns every failure into a
 //! message and a non-zero exit, and `#[fata::main]`.
 //!
 //! This is the one place that selects a platform (see `platform.rs`): with the cargo feature
@@ -20,11 +21,13 @@ pub mod block;
 pub mod config;
 pub mod console;
 mod executor;
+pub mod health;
 #[allow(unsafe_code)]
 pub mod heap;
 #[cfg(feature = "kv")]
 pub mod kv;
 mod logger;
+pub mod metrics;
 #[cfg(feature = "net")]
 pub mod net;
 mod platform;

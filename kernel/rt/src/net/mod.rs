@@ -144,6 +144,15 @@ impl Stack {
         }
     }
 
+    /// Whether the interface has the address it waits for (DHCP lease, static address or
+    /// SLAAC); always true for the host's sockets.
+    pub fn is_reachable(&self) -> bool {
+        match &self.0 {
+            Backend::Own(s) => s.is_reachable(),
+            Backend::Host => true,
+        }
+    }
+
     /// Stack and device counters (zero for the host's sockets).
     pub fn counters(&self) -> NetCounters {
         match &self.0 {
