@@ -2,7 +2,7 @@
 //! keys, from files embedded at build time, or from an ACME CA; the HTTPS listener; the
 //! answers to the CA's http-01 challenges and the redirect for the plain-HTTP side.
 
-use crate::{Config, accept_loop, serve_connection};
+use crate::{Config, TLS_CONNECTIONS, accept_loop, serve_connection};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -87,7 +87,7 @@ async fn serve_tls(
     timer: RequestTimer,
     write_limit: Duration,
 ) -> Result<(), String> {
-    accept_loop(listener, net, move |conn, net| {
+    accept_loop(listener, net, &TLS_CONNECTIONS, move |conn, net| {
         let tls = tls.clone();
         async move {
             if let Ok(conn) = tls.accept(conn).await {
