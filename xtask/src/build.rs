@@ -80,6 +80,7 @@ pub fn build(opts: &BuildOpts) -> Result<Image> {
         opts.release,
         &opts.target.target_dir(&root),
         &[],
+        None,
     )
 }
 
@@ -103,6 +104,7 @@ pub fn build_minimal(opts: &BuildOpts) -> Result<Image> {
         opts.release,
         &tdir,
         &["--no-default-features"],
+        None,
     )
 }
 
@@ -111,7 +113,7 @@ pub fn build_minimal(opts: &BuildOpts) -> Result<Image> {
 pub fn build_manifest(manifest: &Path, target: Target, release: bool) -> Result<Image> {
     let (package, workspace) = crate::check::package_of(manifest)?;
     let tdir = crate::check::app_target_dir(&workspace, target);
-    build_app(manifest, &package, target, release, &tdir, &[])
+    build_app(manifest, &package, target, release, &tdir, &[], None)
 }
 
 /// The cargo command that builds the application at `manifest` for `target` into `tdir`:
@@ -124,6 +126,20 @@ pub fn cargo_command(
     tdir: &Path,
     release: bool,
     extra: &[&str],
+) -> Result<Command> {
+    cargo_command_with(manifest, package, target, tdir, release, extra, None)
+}
+
+/// [`cargo_command`], linking a bare-metal image with `link_script` instead of
+/// `boot/link.ld` when one is given.
+fn cargo_command_with(
+    manifest: &Path,
+    package: &str,
+    target: Target,
+    tdir: &Path,
+    release: bool,
+    extra: &[&str],
+    link_script: Option<&Path>,
 ) -> Result<Command> {
     let mut c = cargo();
     c.current_dir(crate::root());
@@ -166,6 +182,10 @@ pub fn cargo_command(
     if target.bare_metal() {
         c.arg("--");
         for a in target.link_args(&crate::root(), &tdir.join("stubs")) {
+            let a = match link_script {
+                Some(s) if a.starts_with("-T") => format!("-T{}", s.display()),
+                _ => a,
+            };
             c.arg("-C").arg(format!("link-arg={a}"));
         }
     }
@@ -205,15 +225,19 @@ fn declares_image_feature(manifest: &Path) -> bool {
     })
 }
 
-fn build_app(
+/// Builds the application at `manifest` into `tdir` and checks the image. `extra` cargo
+/// arguments go before the link arguments; `link_script` replaces `boot/link.ld` for a
+/// bare-metal image (`--gdb` links with one that keeps the call frame information).
+pub(crate) fn build_app(
     manifest: &Path,
     package: &str,
     target: Target,
     release: bool,
     tdir: &Path,
     extra: &[&str],
+    link_script: Option<&Path>,
 ) -> Result<Image> {
-    let mut c = cargo_command(manifest, package, target, tdir, release, extra)?;
+    let mut c = cargo_command_with(manifest, package, target, tdir, release, extra, link_script)?;
     let profile = if release { "release" } else { "debug" };
     let what = format!("building `{package}` for {}", target.name());
     if target.bare_metal() {

@@ -43,7 +43,7 @@ commands:
                         --set-args DISK -- ARGS changes a raw disk's arguments, no rebuild
   run                   build, then boot it (QEMU for virtio, a process for unix, `xl create`
                         on a nested Xen under QEMU for xen: the guest is 10.0.0.2, dom0
-                        10.0.0.1)
+                        10.0.0.1); run --gdb: under a debugger (virtio, unix)
   test                  run the whole test suite (formatting, clippy on every platform,
                         unit tests, QEMU, nested Xen and unix tests);
                         with --xen: only the Xen target's tests (unit tests and one nested
@@ -73,7 +73,13 @@ options:
   --cpu MODEL           QEMU CPU model (default: max, which offers RDRAND — QEMU's TCG has no
                         RDSEED; qemu64 offers neither)
   --rng                 attach a virtio-rng device (entropy from the host's /dev/urandom)
-  --timeout SECONDS     kill the image after this long (default: 60)
+  --timeout SECONDS     kill the image after this long (default: 60; with --gdb: none)
+  --gdb                 run: debug it. virtio: QEMU starts halted with its gdb stub on a free
+                        port, and the one gdb command that attaches with the image's symbols
+                        is printed; unix: runs the process under gdb. The image is built into
+                        target/PLATFORM-gdb with its call frame information (and debug info
+                        with --release); build --gdb builds only that. Not on xen.
+                        See docs/debugging.md
   -p HOST:GUEST         forward 127.0.0.1:HOST to the guest's TCP port GUEST (QEMU user
                         networking, no root needed; repeatable)
   --tap NAME            plug the network card into the existing TAP device NAME instead
@@ -99,7 +105,8 @@ chooses among several apps of a workspace).
 commands:
   new NAME [--template hello|http|kv]   a new app that builds, boots and tests at once
   build | run | check                   as `cargo xtask` (--target virtio|xen|unix, --release, -m,
-                                        -p HOST:GUEST, --disk, --timeout, -- boot arguments)
+                                        -p HOST:GUEST, --disk, --timeout, -- boot arguments;
+                                        run --gdb: debug it, see docs/debugging.md)
   test [-- ARGS]                        the app's own tests (`cargo test`; they boot the image;
                                         ARGS go to the tests, e.g. -- --ignored for Xen)
   image | deploy-config | release       disks, platform configurations, every artefact proven
@@ -119,6 +126,9 @@ struct Cli {
     cpu: Option<String>,
     rng: bool,
     timeout: Duration,
+    /// `--timeout` was given (`--gdb` otherwise waits for the debugging session).
+    timeout_given: bool,
+    gdb: bool,
     forwards: Vec<(u16, u16)>,
     quick: bool,
     only: Option<String>,
@@ -155,6 +165,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
         cpu: None,
         rng: false,
         timeout: Duration::from_secs(60),
+        timeout_given: false,
+        gdb: false,
         forwards: Vec::new(),
         quick: false,
         only: None,
@@ -204,6 +216,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
                     .parse()
                     .map_err(|_| Error(format!("--timeout {v}: expected seconds")))?;
                 cli.timeout = Duration::from_secs(s);
+                cli.timeout_given = true;
             }
             // `-p HOST:GUEST` forwards a port; `-p NAME` (cargo's habit) selects a package.
             "-p" => {
@@ -236,6 +249,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Cli> {
             "--nic" => cli.nic.push(value("--nic")?),
             "--cpu" => cli.cpu = Some(value("--cpu")?),
             "--rng" => cli.rng = true,
+            "--gdb" => cli.gdb = true,
             "--disk" => cli
                 .disks
                 .push(xtask::disk::DiskSpec::parse(&value("--disk")?)?),
@@ -436,10 +450,57 @@ fn do_run_xen(cli: &Cli, require_success: bool) -> Result<ExitCode> {
     }
 }
 
+/// `build` for `--gdb`: the image for debugging ([`xtask::gdb::build`]).
+fn do_build_gdb(cli: &Cli) -> Result<xtask::build::Image> {
+    let opts = BuildOpts {
+        target: cli.target,
+        example: cli.example.clone(),
+        release: cli.release,
+    };
+    let img = xtask::gdb::build(&opts, cli.manifest.as_deref(), cli.minimal)?;
+    let size = std::fs::metadata(&img.path)?.len();
+    eprintln!(
+        "xtask: image for debugging {} ({} KiB, with symbols and debug information)",
+        img.path.display(),
+        size / 1024
+    );
+    Ok(img)
+}
+
+/// `run --target unix --gdb`: the process under gdb, on this terminal; gdb's exit code.
+fn do_run_unix_gdb(cli: &Cli) -> Result<ExitCode> {
+    xtask::setup::ensure_program("gdb", "gdb")?;
+    let opts = BootOpts {
+        args: cli.args.clone(),
+        disks: cli.disks.clone(),
+        ..Default::default()
+    };
+    xtask::runner::prepare_disks(&opts, cli.target)?;
+    let img = do_build_gdb(cli)?;
+    let mut args = cli.args.clone();
+    args.extend(xtask::disk::unix_args(&cli.disks)?);
+    let argv = xtask::gdb::unix_command(&img.path, &xtask::gdb::script(&img.path)?, &args);
+    let mut c = std::process::Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    cmd::echo(&c);
+    let status = c
+        .status()
+        .map_err(|e| Error(format!("cannot start gdb: {e}")))?;
+    Ok(ExitCode::from(status.code().unwrap_or(1) as u8))
+}
+
 /// Boots and returns the image's exit code as ours.
 fn do_run(cli: &Cli, require_success: bool) -> Result<ExitCode> {
+    if cli.gdb && cli.target == Target::Xen {
+        bail!(
+            "--gdb is not supported on --target xen: the domain runs under a nested Xen inside QEMU, whose gdb stub would show Xen, not the domain; debug the same app with --target virtio (or unix)"
+        );
+    }
     if cli.target == Target::Xen {
         return do_run_xen(cli, require_success);
+    }
+    if cli.gdb && cli.target == Target::Unix {
+        return do_run_unix_gdb(cli);
     }
     if cli.target == Target::Virtio {
         xtask::qemu::find()?;
@@ -452,7 +513,26 @@ fn do_run(cli: &Cli, require_success: bool) -> Result<ExitCode> {
     };
     // Bad disks fail before the build.
     xtask::runner::prepare_disks(&opts, cli.target)?;
-    let img = do_build(cli)?;
+    let img = if cli.gdb {
+        do_build_gdb(cli)?
+    } else {
+        do_build(cli)?
+    };
+    let mut timeout = cli.timeout;
+    if cli.gdb {
+        xtask::setup::ensure_program("gdb", "gdb")?;
+        let port = xtask::gdb::free_port()?;
+        opts.qemu.extra.extend(xtask::gdb::qemu_args(port));
+        let attach = xtask::gdb::attach_command(&img.path, port, &xtask::gdb::script(&img.path)?);
+        eprintln!(
+            "xtask: QEMU starts halted, its gdb stub on 127.0.0.1:{port}. Attach from another terminal with:\n\n    {}\n",
+            xtask::gdb::shell_line(&attach)
+        );
+        if !cli.timeout_given {
+            // The session lasts as long as the person debugging needs.
+            timeout = Duration::from_secs(365 * 24 * 3600);
+        }
+    }
     opts.qemu.machine = cli.machine;
     opts.qemu.memory_mib = cli.memory;
     opts.qemu.nic_props = cli.nic.clone();
@@ -467,7 +547,7 @@ fn do_run(cli: &Cli, require_success: bool) -> Result<ExitCode> {
             forwards: cli.forwards.clone(),
         },
     });
-    let out = boot(&img, &opts)?.wait(cli.timeout)?;
+    let out = boot(&img, &opts)?.wait(timeout)?;
     match out.exit {
         Exit::Code(0) => Ok(ExitCode::SUCCESS),
         Exit::Code(c) if !require_success => Ok(ExitCode::from(c)),
@@ -542,6 +622,7 @@ fn real_main(mode: Mode, args: impl Iterator<Item = String>) -> Result<ExitCode>
             );
             Ok(ExitCode::SUCCESS)
         }
+        "build" if cli.gdb => do_build_gdb(&cli).map(|_| ExitCode::SUCCESS),
         "build" => do_build(&cli).map(|_| ExitCode::SUCCESS),
         "image" => do_image(&cli).map(|_| ExitCode::SUCCESS),
         "deploy-config" => do_deploy(&cli, true).map(|_| ExitCode::SUCCESS),

@@ -28,6 +28,7 @@ pub mod compare;
 pub mod deploy;
 pub mod disk;
 pub mod elfcheck;
+pub mod gdb;
 pub mod image;
 pub mod json;
 pub mod lint;
