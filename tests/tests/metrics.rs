@@ -300,29 +300,33 @@ fn health_endpoints_keep_answering_under_a_keep_alive_load() {
     let _vm = boot_in(&ns, "http", 80, &STATIC);
     let exe = std::env::current_exe().unwrap();
     let netclient = exe.parent().unwrap().parent().unwrap().join("netclient");
-    // 32 clients, 400 keep-alive requests each: several seconds of load under TCG.
+    // 32 clients, 4000 keep-alive requests each: several seconds of load (18k requests/s
+    // were measured here under TCG).
     let mut load = ns.spawn(
         netclient.to_str().unwrap(),
-        &["keepalive", GUEST, "80", "32", "400"],
+        &["keepalive", GUEST, "80", "32", "4000"],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(300));
     let mut answered = 0;
     let mut during_load = 0;
+    let mut worst = Duration::ZERO;
     for i in 0..20 {
         let path = if i % 2 == 0 { "livez" } else { "readyz" };
         let t = Instant::now();
         let code = status_code(&ns, &format!("http://{GUEST}:80/{path}"));
         assert_eq!(code, 200, "/{path} under load (after {:?})", t.elapsed());
+        worst = worst.max(t.elapsed());
         answered += 1;
         if load.try_wait().unwrap().is_none() {
             during_load += 1;
         }
     }
     let st = load.wait().unwrap();
+    eprintln!("{during_load} health checks during the load, the slowest in {worst:?} (curl)");
     assert!(st.success(), "the load itself failed");
     assert_eq!(answered, 20);
     assert!(
-        during_load >= 5,
+        during_load >= 15,
         "only {during_load} health checks ran while the load did: make the load longer"
     );
 }
