@@ -106,8 +106,10 @@ impl PutStream {
                 match kv.put(&key, &value_for(&key)) {
                     Ok(201 | 204) => a.lock().unwrap().push(key),
                     // The disk died under the server (a power cut): the write was refused,
-                    // not acknowledged, and the stream ends like a dropped connection.
-                    Ok(500 | 503) => return Ok(()),
+                    // not acknowledged, and the stream ends like a dropped connection. 507:
+                    // the store is full (a long run of fast rounds fills a 64 MiB disk with
+                    // unique keys): refused too, not acknowledged.
+                    Ok(500 | 503 | 507) => return Ok(()),
                     Ok(s) => return Err(format!("PUT {key}: status {s}")),
                     Err(_) => return Ok(()),
                 }
