@@ -195,22 +195,64 @@ core::arch::global_asm!(
     .endr
 
     fata_trap_common:
+    /* Call frame information (in .eh_frame: kept by --gdb images, discarded otherwise): this
+       frame is the interrupted code's signal frame. On entry the stack holds the vector, the
+       error code and the CPU's frame (rip, cs, rflags, rsp, ss), so the CFA is %rsp + 56 and
+       the interrupted rip and rsp are saved at CFA-40 and CFA-16; each general register is
+       described where it is pushed. A debugger's `bt` in `fata_trap` thus continues into the
+       code that faulted. */
+    .cfi_startproc simple
+    .cfi_signal_frame
+    .cfi_def_cfa %rsp, 56
+    .cfi_offset %rip, -40
+    .cfi_offset %rsp, -16
     push %rax
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %rax, -64
     push %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %rbx, -72
     push %rcx
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %rcx, -80
     push %rdx
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %rdx, -88
     push %rsi
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %rsi, -96
     push %rdi
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %rdi, -104
     push %rbp
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %rbp, -112
     push %r8
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %r8, -120
     push %r9
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %r9, -128
     push %r10
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %r10, -136
     push %r11
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %r11, -144
     push %r12
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %r12, -152
     push %r13
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %r13, -160
     push %r14
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %r14, -168
     push %r15
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %r15, -176
     mov %rsp, %rbx
+    .cfi_def_cfa_register %rbx
     sub $512, %rsp
     and $-16, %rsp
     fxsave64 (%rsp)
@@ -219,23 +261,41 @@ core::arch::global_asm!(
     call fata_trap
     fxrstor64 (%rsp)
     mov %rbx, %rsp
+    .cfi_def_cfa_register %rsp
     pop %r15
+    .cfi_adjust_cfa_offset -8
     pop %r14
+    .cfi_adjust_cfa_offset -8
     pop %r13
+    .cfi_adjust_cfa_offset -8
     pop %r12
+    .cfi_adjust_cfa_offset -8
     pop %r11
+    .cfi_adjust_cfa_offset -8
     pop %r10
+    .cfi_adjust_cfa_offset -8
     pop %r9
+    .cfi_adjust_cfa_offset -8
     pop %r8
+    .cfi_adjust_cfa_offset -8
     pop %rbp
+    .cfi_adjust_cfa_offset -8
     pop %rdi
+    .cfi_adjust_cfa_offset -8
     pop %rsi
+    .cfi_adjust_cfa_offset -8
     pop %rdx
+    .cfi_adjust_cfa_offset -8
     pop %rcx
+    .cfi_adjust_cfa_offset -8
     pop %rbx
+    .cfi_adjust_cfa_offset -8
     pop %rax
+    .cfi_adjust_cfa_offset -8
     add $16, %rsp
+    .cfi_adjust_cfa_offset -16
     iretq
+    .cfi_endproc
     .popsection
     "#,
     options(att_syntax)
