@@ -9,33 +9,73 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use xtask::build::{BuildOpts, Image};
-use xtask::runner::{BootOpts, Exit};
+use xtask::runner::{BootOpts, Exit, Outcome};
 use xtask::target::Target;
 
 /// Bounds every gdb session; QEMU gets the same bound plus a little.
 const SESSION: Duration = Duration::from_secs(120);
 
-fn gdb_image(target: Target) -> Image {
+fn gdb_image(target: Target, example: &str) -> Image {
     xtask::setup::ensure_program("gdb", "gdb").expect("gdb");
     xtask::gdb::build(
         &BuildOpts {
             target,
-            example: "hello".into(),
+            example: example.into(),
             release: false,
         },
         None,
         false,
     )
-    .expect("a --gdb build of hello")
+    .unwrap_or_else(|e| panic!("a --gdb build of {example}: {e}"))
+}
+
+/// The first line of `examples/EXAMPLE/src/main.rs` that contains `needle`.
+fn line_of(example: &str, needle: &str) -> usize {
+    let path = xtask::root().join(format!("examples/{example}/src/main.rs"));
+    let src = std::fs::read_to_string(path).unwrap();
+    1 + src
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no `{needle}` in {example}"))
 }
 
 /// The line of `examples/hello/src/main.rs` that prints a greeting, inside the loop.
 fn greeting_line() -> usize {
-    let src = std::fs::read_to_string(xtask::root().join("examples/hello/src/main.rs")).unwrap();
-    1 + src
-        .lines()
-        .position(|l| l.contains("fata::println!(\"Hello"))
-        .expect("hello prints a greeting")
+    line_of("hello", "fata::println!(\"Hello")
+}
+
+/// Boots `example` (virtio) halted under QEMU's gdb stub with boot arguments `args`, attaches
+/// gdb in batch mode with the printed command and runs `cmds`; gdb's output and how the guest
+/// ended.
+fn virtio_session(example: &str, args: &[&str], cmds: &[&str]) -> (String, Outcome) {
+    let img = gdb_image(Target::Virtio, example);
+    let port = xtask::gdb::free_port().unwrap();
+    let mut opts = BootOpts {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    };
+    opts.qemu.extra = xtask::gdb::qemu_args(port);
+    let vm = xtask::runner::boot(&img, &opts).expect("QEMU starts");
+    let script = xtask::gdb::script(&img.path).unwrap();
+    let mut argv = xtask::gdb::attach_command(&img.path, port, &script);
+    // Batch mode, and no ~/.gdbinit: only what the printed command brings.
+    argv.splice(1..1, ["-batch".to_string(), "-nx".to_string()]);
+    argv.extend(batch(cmds));
+    // On failure `vm` is dropped, which kills QEMU.
+    let text = run_gdb(&argv);
+    let out = vm.wait(SESSION).expect("QEMU ends");
+    eprintln!("--- console ---\n{}\n--- end ---", out.console());
+    (text, out)
+}
+
+/// Asserts that the backtrace `bt` ends at the boot entry with no unknown frame.
+fn ends_cleanly_at_the_entry(bt: &[String]) {
+    let all = bt.join("\n");
+    assert!(
+        bt.last().is_some_and(|l| l.contains("fata_enter_rust")),
+        "the backtrace does not end at the entry:\n{all}"
+    );
+    assert!(!all.contains("?? ("), "garbage frames:\n{all}");
 }
 
 /// Runs gdb (`argv`, program first, already in batch mode), killing it after [`SESSION`];
@@ -107,33 +147,22 @@ fn batch(cmds: &[&str]) -> Vec<String> {
 
 #[test]
 fn gdb_on_virtio_stops_in_main_reads_locals_backtraces_to_the_entry_and_continues_to_exit_0() {
-    let img = gdb_image(Target::Virtio);
-    let port = xtask::gdb::free_port().unwrap();
-    let mut opts = BootOpts {
-        args: vec!["count=2".into()],
-        ..Default::default()
-    };
-    opts.qemu.extra = xtask::gdb::qemu_args(port);
-    let vm = xtask::runner::boot(&img, &opts).expect("QEMU starts");
-    let script = xtask::gdb::script(&img.path).unwrap();
-    let mut argv = xtask::gdb::attach_command(&img.path, port, &script);
-    // Batch mode, and no ~/.gdbinit: only what the printed command brings.
-    argv.splice(1..1, ["-batch".to_string(), "-nx".to_string()]);
     let line = greeting_line();
-    argv.extend(batch(&[
-        &format!("break main.rs:{line}"),
-        "continue",
-        "info source",
-        "print i",
-        "print cfg.count",
-        "bt",
-        "fata-tasks",
-        "delete",
-        "continue",
-    ]));
-    let text = run_gdb(&argv);
-    let out = vm.wait(SESSION).expect("QEMU ends");
-    eprintln!("--- console ---\n{}\n--- end ---", out.console());
+    let (text, out) = virtio_session(
+        "hello",
+        &["count=2"],
+        &[
+            &format!("break main.rs:{line}"),
+            "continue",
+            "info source",
+            "print i",
+            "print cfg.count",
+            "bt",
+            "fata-tasks",
+            "delete",
+            "continue",
+        ],
+    );
 
     // The script ran the guest to the Rust entry, and `break` then held.
     assert!(text.contains("stopped at the Rust entry"), "{text}");
@@ -161,14 +190,8 @@ fn gdb_on_virtio_stops_in_main_reads_locals_backtraces_to_the_entry_and_continue
     ] {
         assert!(all.contains(expected), "no `{expected}` frame in:\n{all}");
     }
-    assert!(
-        bt.last().unwrap().contains("fata_enter_rust"),
-        "the backtrace does not end at the entry:\n{all}"
-    );
-    assert!(
-        !all.contains("?? (") && !text.contains("Backtrace stopped"),
-        "garbage frames:\n{all}"
-    );
+    ends_cleanly_at_the_entry(&bt);
+    assert!(!text.contains("Backtrace stopped"), "{all}");
     assert!(text.contains("timer(s) armed"), "fata-tasks failed");
     assert_eq!(out.exit, Exit::Code(0), "{}", out.console());
     assert!(out.has_line("Hello, world! (2/2)"), "{}", out.console());
@@ -176,7 +199,7 @@ fn gdb_on_virtio_stops_in_main_reads_locals_backtraces_to_the_entry_and_continue
 
 #[test]
 fn gdb_on_unix_runs_the_process_stops_in_main_backtraces_to_its_entry_and_it_exits_0() {
-    let img = gdb_image(Target::Unix);
+    let img = gdb_image(Target::Unix, "hello");
     let script = xtask::gdb::script(&img.path).unwrap();
     let mut argv = xtask::gdb::unix_command(&img.path, &script, &["count=2".into()]);
     argv.splice(1..1, ["-batch".to_string(), "-nx".to_string()]);
@@ -227,4 +250,84 @@ fn gdb_on_unix_runs_the_process_stops_in_main_backtraces_to_its_entry_and_it_exi
         text.contains("exited normally"),
         "the process did not exit 0"
     );
+}
+
+#[test]
+fn gdb_backtraces_a_cpu_exception_into_the_faulting_code_and_a_panic_to_its_line() {
+    // A page fault: from the trap handler through the exception into the code that faulted.
+    let (text, out) = virtio_session(
+        "crash",
+        &["what=null"],
+        &["break fata_trap", "continue", "bt", "delete", "continue"],
+    );
+    let bt = frames(&text, "@@ bt");
+    let all = bt.join("\n");
+    assert!(bt[0].contains("fata_trap"), "{all}");
+    assert!(bt[1].contains("<signal handler called>"), "{all}");
+    let null = line_of("crash", "read_volatile(p)");
+    assert!(
+        all.contains(&format!(
+            "crash::faults::null () at examples/crash/src/main.rs:{null}"
+        )),
+        "the faulting function is not in:\n{all}"
+    );
+    ends_cleanly_at_the_entry(&bt);
+    assert_eq!(out.exit, Exit::Code(3), "{}", out.console());
+
+    // A panic: the script's breakpoint on the panic handler, then up to the panic! line.
+    let (text, out) = virtio_session(
+        "crash",
+        &["what=panic"],
+        &["fata-panic", "continue", "bt", "delete", "continue"],
+    );
+    let bt = frames(&text, "@@ bt");
+    let all = bt.join("\n");
+    assert!(bt[0].contains("fata::platform::imp::panic"), "{all}");
+    assert!(all.contains("core::panicking::panic_fmt"), "{all}");
+    let panic = line_of("crash", "\"panic\" => panic!");
+    assert!(
+        all.contains(&format!("examples/crash/src/main.rs:{panic}")),
+        "the panic! line is not in:\n{all}"
+    );
+    ends_cleanly_at_the_entry(&bt);
+    assert_eq!(out.exit, Exit::Code(2), "{}", out.console());
+}
+
+#[test]
+fn gdb_script_lists_the_executors_tasks_and_the_timers_that_wake_them() {
+    // `timers` spawns tasks that sleep 0, 85, 70 and 55 ms; the first time the executor idles,
+    // every task has been polled once and three of them sleep.
+    let src = std::fs::read_to_string(xtask::root().join("kernel/rt/src/executor.rs")).unwrap();
+    let idle = 1 + src
+        .lines()
+        .position(|l| l.contains("P::wait(deadline)"))
+        .expect("the executor idles in P::wait");
+    let (text, out) = virtio_session(
+        "timers",
+        &["tasks=4"],
+        &[
+            &format!("break kernel/rt/src/executor.rs:{idle}"),
+            "continue",
+            "fata-tasks",
+            "delete",
+            "continue",
+        ],
+    );
+    let listing = &text[text.find("@@ fata-tasks").expect("fata-tasks ran")..];
+    assert!(
+        listing.contains("fata::executor::spawn::{async_block_env#0}<timers::"),
+        "the spawned tasks' futures are not named:\n{listing}"
+    );
+    let armed = listing
+        .lines()
+        .find(|l| l.contains("timer(s) armed"))
+        .expect("timers listed");
+    let n: usize = armed.split_whitespace().next().unwrap().parse().unwrap();
+    let waking = listing
+        .lines()
+        .filter(|l| l.contains("wakes task "))
+        .count();
+    assert_eq!(waking, n, "every timer wakes a task:\n{listing}");
+    assert_eq!(out.exit, Exit::Code(0), "{}", out.console());
+    assert!(out.has_line("timers ok"), "{}", out.console());
 }

@@ -2,7 +2,7 @@
 # `cargo xtask run --gdb` (or `cargo fata run --gdb`) prints: see docs/debugging.md.
 #
 #   fata-tasks    the executor's tasks, which are ready, and the armed timers
-#   fata-timers   the armed timers only (deadline, time left, which task they wake)
+#   fata-timers   the armed timers only (deadline, which task each wakes)
 #   fata-panic    a breakpoint on the panic handler (then `bt` shows who panicked)
 #
 # Works for `--target virtio` (QEMU's gdb stub) and `--target unix` (a process).
@@ -115,22 +115,19 @@ def _fata_waker_task(waker):
         return None
 
 
-def _fata_now_ns():
-    try:
-        return int(gdb.parse_and_eval("fata::time::Instant::now().0"))
-    except gdb.error:
-        return None
-
-
 def _fata_vtable_type(addr):
-    """The concrete type behind a `dyn` vtable, from the `<T as Trait>::{vtable}` symbol
-    rustc's debug information gives every vtable."""
+    """The concrete type behind a `dyn` vtable: a Rust vtable starts with the type's
+    `drop_in_place::<T>`, whose name (from the debug information) spells T."""
     try:
-        out = gdb.execute("info symbol %#x" % addr, to_string=True).strip()
-    except gdb.error:
-        out = ""
-    if out and not out.startswith("No symbol"):
-        return out.split(" in section")[0]
+        u64 = gdb.lookup_type("u64")
+        drop = int(gdb.Value(addr).cast(u64.pointer()).dereference())
+        f = gdb.block_for_pc(drop).function
+        name = f.name if f is not None else ""
+    except Exception:
+        name = ""
+    prefix = "core::ptr::drop_in_place<"
+    if name.startswith(prefix) and name.endswith(">"):
+        return name[len(prefix):-1]
     return "vtable %#x" % addr
 
 
@@ -139,7 +136,8 @@ def _fata_refcell(v):
 
 
 class FataTimers(gdb.Command):
-    """The executor's armed timers: deadline (ns since boot), time left, the task it wakes."""
+    """The executor's armed timers, earliest first: deadline (ms on the monotonic clock,
+    which starts near 0 at boot) and the task it wakes."""
 
     def __init__(self):
         super().__init__("fata-timers", gdb.COMMAND_DATA)
@@ -151,8 +149,8 @@ class FataTimers(gdb.Command):
         for key, waker in timers:
             deadline = int(key["__0"])
             task = _fata_waker_task(waker)
-            print("  deadline %d ns, wakes %s" % (
-                deadline, "task %d" % task if task is not None else "a non-task waker"))
+            print("  deadline %.3f ms, wakes %s" % (
+                deadline / 1e6, "task %d" % task if task is not None else "a non-task waker"))
 
 
 class FataTasks(gdb.Command):
