@@ -49,7 +49,7 @@ impl<E: fmt::Display> Termination for Result<(), E> {
         match self {
             Ok(()) => ExitCode::Success,
             Err(e) => {
-                let _ = writeln!(Console::new(), "fata: main returned an error: {e}");
+                crate::logger::status(format_args!("fata: main returned an error: {e}"));
                 #[cfg(feature = "tls")]
                 {
                     *LAST_ERROR.0.lock() = Some(alloc::string::ToString::to_string(&e));
@@ -68,7 +68,7 @@ static LAST_ERROR: crate::single::Local<spin::Mutex<Option<alloc::string::String
 /// Flushes and exits, saying so on the console (the exit status can be lost on machines
 /// without a debug-exit device).
 pub(crate) fn exit_with(code: ExitCode) -> ! {
-    let _ = writeln!(Console::new(), "fata: exit {} ({:?})", code.code(), code);
+    crate::logger::status(format_args!("fata: exit {} ({:?})", code.code(), code));
     Plat::exit(code)
 }
 
@@ -79,18 +79,15 @@ pub(crate) fn report_panic(
     location: Option<&core::panic::Location<'_>>,
     msg: impl fmt::Display,
 ) -> ! {
-    let mut c = Console::new();
-    let _ = match location {
-        Some(l) => writeln!(
-            c,
+    match location {
+        Some(l) => crate::logger::status(format_args!(
             "fata: panic at {}:{}:{}: {msg}",
             l.file(),
             l.line(),
             l.column()
-        ),
-        None => writeln!(c, "fata: panic: {msg}"),
-    };
-    drop(c);
+        )),
+        None => crate::logger::status(format_args!("fata: panic: {msg}")),
+    }
     exit_with(ExitCode::Panic)
 }
 
@@ -135,12 +132,14 @@ where
             exit_with(ExitCode::Usage)
         }
     };
-    crate::logger::init(loaded.runtime.log.0);
+    crate::logger::init(loaded.runtime.log.0, loaded.runtime.log_format);
     log::debug!(
         "boot command line: {}",
         config::redacted_cmdline(boot.cmdline, &loaded)
     );
-    let _ = config::write_effective(&mut Console::new(), &loaded);
+    let mut effective = alloc::string::String::new();
+    let _ = config::write_effective(&mut effective, &loaded);
+    crate::logger::status_lines(&effective);
     crate::rand::init(loaded.runtime.insecure_entropy);
 
     let exec: &'static Executor = Box::leak(Box::new(Executor::new()));
@@ -163,10 +162,9 @@ where
     let code = match exec.block_on::<Plat, _>(main(Runtime { config: app })) {
         Ok(out) => out.report(),
         Err(Stall::NothingCanWake) => {
-            let _ = writeln!(
-                Console::new(),
+            crate::logger::status(format_args!(
                 "fata: stalled: every task is waiting and no timer or device can wake one"
-            );
+            ));
             ExitCode::AppError
         }
     };

@@ -193,6 +193,17 @@ pub fn quote_arg(arg: &str) -> String {
     }
 }
 
+/// Reports a panic (location and message) and ends the process; the runtime installs its
+/// own, which formats the report like every other line it prints (text or JSON).
+pub type PanicReporter = fn(Option<&core::panic::Location<'_>>, &str) -> !;
+
+static PANIC_REPORTER: std::sync::OnceLock<PanicReporter> = std::sync::OnceLock::new();
+
+/// Makes panics go to `r` instead of the platform's own text report.
+pub fn set_panic_reporter(r: PanicReporter) {
+    let _ = PANIC_REPORTER.set(r);
+}
+
 /// Starts the process side of the platform (clock, panic hook) and turns the process
 /// arguments into the boot command line; see `entry`, which calls it from `main`.
 #[cfg(not(test))]
@@ -202,6 +213,9 @@ fn start_process() -> BootInfo {
         let msg = info
             .payload_as_str()
             .unwrap_or("(non-string panic payload)");
+        if let Some(report) = PANIC_REPORTER.get() {
+            report(info.location(), msg);
+        }
         let line = match info.location() {
             Some(l) => format!(
                 "fata: panic at {}:{}:{}: {msg}\n",

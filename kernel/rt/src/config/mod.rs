@@ -30,7 +30,7 @@ pub(crate) use cmdline::{ArgError, load, redacted_cmdline};
 pub(crate) use report::{write_effective, write_help};
 #[doc(hidden)]
 pub use values::{FromDefault, Shown};
-pub use values::{IpList, Ipv4Net, Ipv6Net, LogLevel, Secret, Value};
+pub use values::{IpList, Ipv4Net, Ipv6Net, LogFormat, LogLevel, Secret, Value};
 
 use core::fmt::{self, Write};
 
@@ -126,6 +126,9 @@ crate::config! {
     pub(crate) struct RuntimeConfig {
         /// Log level of the console logger.
         log: LogLevel = LogLevel(log::LevelFilter::Info),
+        /// Console log format: text, or json (one JSON object per line: time, level,
+        /// target, message and the record's key-value fields).
+        log_format: LogFormat = LogFormat::Text,
         /// Let code that needs secure randomness (TLS keys) run even when no entropy source
         /// seeded fata::rand (it is then predictable). See fata::rand::allow_insecure.
         insecure_entropy: bool = false,

@@ -167,6 +167,33 @@ impl Value for LogLevel {
     }
 }
 
+/// The console log format (`text` or `json`), the `log_format` key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `[   1.234567] INFO  target: message`.
+    Text,
+    /// One JSON object per line: `{"time":1.234567,"level":"INFO","target":…,"message":…}`
+    /// plus the record's key-value fields.
+    Json,
+}
+
+impl Value for LogFormat {
+    const TYPE: &'static str = "text|json";
+    fn parse(s: &str) -> Result<LogFormat, &'static str> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected text or json"),
+        }
+    }
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
 /// A string that is never printed (API keys, passwords): the boot log shows only whether it
 /// is set and its length.
 #[derive(Clone, Default, PartialEq, Eq)]

@@ -17,7 +17,7 @@ pub(super) type HostImpl = <Plat as Platform>::Sockets;
 
 pub(super) fn announce(port: u16) {
     let ms = Instant::now().as_nanos() as f64 / 1e6;
-    crate::println!("fata: ready tcp/{port} after {ms:.1} ms");
+    crate::logger::status(format_args!("fata: ready tcp/{port} after {ms:.1} ms"));
 }
 
 fn now_ms() -> u64 {

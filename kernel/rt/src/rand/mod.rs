@@ -100,7 +100,7 @@ pub fn sources() -> Vec<&'static str> {
 pub(crate) fn init(insecure_allowed: bool) {
     ALLOW_INSECURE.store(insecure_allowed, Ordering::Relaxed);
     let line = with(|p| p.boot_line());
-    crate::println!("{line}");
+    crate::logger::status_lines(&line);
 }
 
 /// The generator, its sources and its bookkeeping.
