@@ -3,7 +3,8 @@
 //! Prometheus server in a network namespace scrapes the guest every second and its query API
 //! returns the counters, which move as requests are made and agree with the guest's own;
 //! `/readyz` answers 503 until DHCP has given the guest its address and 200 after; `/livez`
-//! and `/readyz` keep answering while a keep-alive load runs.
+//! and `/readyz` keep answering while a keep-alive load runs; `examples/kv`'s `/metrics` has
+//! the store's figures.
 //! Needs root (namespaces, TAP) and installs `prometheus` with apt-get when missing.
 #![forbid(unsafe_code)]
 
@@ -104,6 +105,35 @@ fn a_live_guests_metrics_pass_promtool_and_move_with_requests() {
     moved("fata_executor_polls_total", 21.0);
     assert!(sample(&after, "fata_heap_peak_bytes") >= sample(&after, "fata_heap_in_use_bytes"));
     assert_eq!(sample(&after, "fata_ready"), 1.0);
+}
+
+#[test]
+fn the_stores_figures_are_in_the_kv_examples_metrics_and_pass_promtool() {
+    let path = std::env::temp_dir().join(format!("fata-metrics-{}-kv.img", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let disk = xtask::disk::DiskSpec::sized(&path, 32 << 20);
+    let vm = fata_tests::UserNetBoot {
+        args: &["format=true"],
+        disks: std::slice::from_ref(&disk),
+        ..fata_tests::UserNetBoot::new("kv", Machine::Microvm, 80)
+    }
+    .boot();
+    let mut kv = fata_tests::kv::Kv::connect(vm.addr).unwrap();
+    for i in 0..10 {
+        assert_eq!(kv.put(&format!("k{i}"), b"value").unwrap(), 201);
+    }
+    let r = client::get(vm.addr, "/metrics").unwrap();
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).unwrap();
+    let (ok, out) = promtool_check(&text);
+    assert!(ok, "promtool check metrics: {out}\n{text}");
+    assert_eq!(sample(&text, "fata_kv_keys{disk=\"disk0\"}"), 10.0);
+    assert!(sample(&text, "fata_kv_commits_total{disk=\"disk0\"}") >= 1.0);
+    assert!(sample(&text, "fata_kv_written_bytes_total{disk=\"disk0\"}") > 0.0);
+    assert_eq!(sample(&text, "fata_kv_poisoned{disk=\"disk0\"}"), 0.0);
+    assert_eq!(client::get(vm.addr, "/readyz").unwrap().status, 200);
+    drop(vm);
+    let _ = std::fs::remove_file(&path);
 }
 
 /// A Prometheus server in `ns` on 10.77.0.1:9090, scraping `target` every second; killed

@@ -9,7 +9,9 @@
 //!   null on the last one);
 //! - `POST /kv` with a JSON array `[{"op":"put","key":"a","value":"1"},{"op":"delete","key":"b"}]`:
 //!   applied atomically, 204;
-//! - `GET /status`: the store's and the disk's figures as JSON.
+//! - `GET /status`: the store's and the disk's figures as JSON;
+//! - `GET /metrics`: the runtime's figures, the store's (`fata_kv_*`) among them, in the
+//!   Prometheus text format; `GET /livez`, `GET /readyz`: health checks.
 //!
 //! Keys are percent-encoded in the URL and must be UTF-8 (1 to 1,024 bytes). Errors: 400
 //! (malformed request, key or batch), 413 (value or batch over the limit), 403 (read-only disk),
@@ -61,6 +63,7 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
     let listener = net
         .listen(rt.config().port)
         .map_err(|e| format!("listen: {e}"))?;
+    fata::health::set_ready(true);
     let timer = RequestTimer::new(
         rt.config().idle_timeout.as_millis() as u64,
         rt.config().request_timeout.as_millis() as u64,
@@ -165,8 +168,22 @@ fn query_param(query: &str, name: &str) -> Result<Option<String>, Answer> {
 }
 
 async fn handle(store: &Store, req: &Request<'_>, body: &[u8]) -> Answer {
+    if matches!(req.method, Method::Get | Method::Head)
+        && let Some(h) = fata::health::answer(req.path)
+    {
+        return Answer {
+            status: h.status,
+            content_type: fata::health::CONTENT_TYPE,
+            body: Vec::from(h.body.as_bytes()),
+        };
+    }
     match (req.method, req.path) {
         (Method::Get | Method::Head, "/status") => Answer::json(status_json(store)),
+        (Method::Get | Method::Head, "/metrics") => Answer {
+            status: 200,
+            content_type: fata::metrics::CONTENT_TYPE,
+            body: fata::metrics::render().into_bytes(),
+        },
         (Method::Get | Method::Head, "/kv") => list(store, req.query),
         (Method::Post, "/kv") => match parse_batch(body) {
             Ok(writes) => match store.batch(&writes).await {

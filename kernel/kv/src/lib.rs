@@ -31,7 +31,7 @@ mod store;
 mod tests;
 
 pub use fata_hal::block::{BlockError, CacheMode, Disk};
-pub use store::{Committer, Entry, OpenOptions, Stats, Store, Write};
+pub use store::{Committer, Entry, OpenOptions, Stats, Store, WeakStore, Write};
 
 use alloc::string::String;
 use core::fmt;

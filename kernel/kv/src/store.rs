@@ -6,7 +6,7 @@ use crate::format::{
 };
 use crate::{Error, MAX_KEY, MAX_RECORD, MAX_VALUE, MIN_DISK};
 use alloc::collections::{BTreeMap, VecDeque};
-use alloc::rc::Rc;
+use alloc::rc::{Rc, Weak};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -217,6 +217,20 @@ impl<D: Disk> Clone for Store<D> {
         Store {
             inner: self.inner.clone(),
         }
+    }
+}
+
+/// A handle that does not keep the store open (for figures read now and then, such as the
+/// runtime's metrics): [`WeakStore::stats`] is `None` once every [`Store`] and the committer
+/// are gone.
+pub struct WeakStore<D: Disk> {
+    inner: Weak<Inner<D>>,
+}
+
+impl<D: Disk> WeakStore<D> {
+    /// The store's figures, if it is still open.
+    pub fn stats(&self) -> Option<Stats> {
+        self.inner.upgrade().map(|inner| Store { inner }.stats())
     }
 }
 
@@ -606,6 +620,13 @@ impl<D: Disk> Store<D> {
             t
         };
         wait(&ticket).await
+    }
+
+    /// A handle that does not keep the store open.
+    pub fn downgrade(&self) -> WeakStore<D> {
+        WeakStore {
+            inner: Rc::downgrade(&self.inner),
+        }
     }
 
     /// Figures about the store.

@@ -10,6 +10,8 @@
 //! guarantees and the limits.
 
 use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
 use core::fmt;
 pub use fata_kv::{
     CacheMode, Entry, Error, MAX_KEY, MAX_RECORD, MAX_VALUE, OpenOptions, Stats, Write,
@@ -30,6 +32,21 @@ crate::config! {
 }
 
 static KEYS: crate::single::Local<spin::Once<KvKeys>> = crate::single::Local(spin::Once::new());
+
+/// Every store opened, by disk name, without keeping any open: for `fata::metrics`.
+type Opened = Vec<(String, fata_kv::WeakStore<crate::block::Disk>)>;
+static OPENED: crate::single::Local<RefCell<Opened>> =
+    crate::single::Local(RefCell::new(Vec::new()));
+
+/// The figures of every store still open, with its disk's name.
+pub(crate) fn open_stats() -> Vec<(String, Stats)> {
+    let mut opened = OPENED.0.borrow_mut();
+    opened.retain(|(_, w)| w.stats().is_some());
+    opened
+        .iter()
+        .filter_map(|(n, w)| Some((n.clone(), w.stats()?)))
+        .collect()
+}
 
 pub(crate) fn set_keys(k: KvKeys) {
     KEYS.0.call_once(|| k);
@@ -74,6 +91,7 @@ pub async fn open_on(name: &str, format: bool) -> Result<Store, OpenError> {
     };
     let (store, committer) = Store::open(disk, opts).await.map_err(OpenError::Store)?;
     crate::spawn(committer.run());
+    OPENED.0.borrow_mut().push((name.into(), store.downgrade()));
     let s = store.stats();
     log::info!(
         "kv: {name}: {} keys, {} of {} bytes of log in use, generation {}, {} records recovered in {} ms, values up to {} bytes",

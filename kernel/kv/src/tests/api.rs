@@ -330,3 +330,18 @@ fn four_kib_sectors_and_hostile_geometry() {
     ));
     let _ = d.info();
 }
+
+#[test]
+fn a_weak_handle_reads_the_figures_without_keeping_the_store_open() {
+    let d = SimDisk::new(512, 1024);
+    let (s, mut bg) = open(&d).unwrap();
+    let weak = s.downgrade();
+    run(&mut bg, s.put(b"k", b"v")).unwrap();
+    let st = weak.stats().expect("open");
+    assert_eq!((st.keys, st.commits > 0), (1, true));
+    drop((s, bg));
+    assert!(
+        weak.stats().is_none(),
+        "the weak handle kept the store open"
+    );
+}

@@ -17,6 +17,8 @@ pub(super) fn encode(enc: &mut Encoder<'_>) {
     net(enc);
     #[cfg(feature = "tls")]
     tls(enc);
+    #[cfg(feature = "kv")]
+    kv(enc);
 }
 
 fn executor(enc: &mut Encoder<'_>) {
@@ -211,4 +213,89 @@ fn tls(enc: &mut Encoder<'_>) {
         "TLS server handshakes closed for not completing within tls_handshake_timeout.",
         t.timeouts,
     );
+}
+
+#[cfg(feature = "kv")]
+fn kv(enc: &mut Encoder<'_>) {
+    use super::Kind::{Counter, Gauge};
+    let stores = crate::kv::open_stats();
+    if stores.is_empty() {
+        return;
+    }
+    type Get = fn(&crate::kv::Stats) -> u64;
+    let families: [(&str, &str, super::Kind, Get); 12] = [
+        ("fata_kv_keys", "Keys stored.", Gauge, |s| s.keys),
+        (
+            "fata_kv_live_bytes",
+            "Bytes of the live operations (keys, values, framing).",
+            Gauge,
+            |s| s.live_bytes,
+        ),
+        (
+            "fata_kv_log_bytes",
+            "Bytes of the log in use (live and dead).",
+            Gauge,
+            |s| s.log_bytes,
+        ),
+        (
+            "fata_kv_region_bytes",
+            "Bytes of one log region: the most the log can hold.",
+            Gauge,
+            |s| s.region_bytes,
+        ),
+        (
+            "fata_kv_generation",
+            "Compactions since the format, plus one.",
+            Gauge,
+            |s| s.generation,
+        ),
+        (
+            "fata_kv_poisoned",
+            "1 when writes are refused after a failed write or flush.",
+            Gauge,
+            |s| u64::from(s.poisoned),
+        ),
+        (
+            "fata_kv_commits_total",
+            "Commits written (each one write and one flush).",
+            Counter,
+            |s| s.commits,
+        ),
+        (
+            "fata_kv_batches_total",
+            "Batches acknowledged (several can share a commit).",
+            Counter,
+            |s| s.batches,
+        ),
+        (
+            "fata_kv_flushes_total",
+            "Flushes sent to the disk.",
+            Counter,
+            |s| s.flushes,
+        ),
+        (
+            "fata_kv_compactions_total",
+            "Compactions completed.",
+            Counter,
+            |s| s.compactions,
+        ),
+        (
+            "fata_kv_written_bytes_total",
+            "Bytes written to the disk.",
+            Counter,
+            |s| s.bytes_written,
+        ),
+        (
+            "fata_kv_corrupt_reads_total",
+            "Values read back that failed their checksum.",
+            Counter,
+            |s| s.corrupt_reads,
+        ),
+    ];
+    for (name, help, kind, get) in families {
+        enc.family(name, help, kind);
+        for (disk, s) in &stores {
+            enc.sample(name, "", &[("disk", disk)], None, super::Value::U64(get(s)));
+        }
+    }
 }
