@@ -52,35 +52,6 @@ def _fata_rust_toolchain():
 _fata_rust_toolchain()
 
 
-def _fata_image_range():
-    try:
-        lo = int(gdb.parse_and_eval("(unsigned long)&__text_start"))
-        hi = int(gdb.parse_and_eval("(unsigned long)&__text_end"))
-        return lo, hi
-    except gdb.error:
-        return None
-
-
-def _fata_to_rust_entry():
-    """On a QEMU guest halted at reset (`-S`), runs to the first Rust-called instruction,
-    `fata_enter_rust`, with a temporary *hardware* breakpoint: the firmware copies the image into
-    memory after reset, over any software breakpoint planted before. From there on, ordinary
-    `break` works everywhere."""
-    try:
-        pc = int(gdb.parse_and_eval("$pc"))
-    except gdb.error:
-        return  # no process yet (unix: `run` starts it)
-    r = _fata_image_range()
-    if r is None or r[0] <= pc < r[1]:
-        return
-    gdb.execute("thbreak fata_enter_rust", to_string=True)
-    gdb.execute("continue")
-    print("fata: stopped at the Rust entry; the image is in memory, `break` works from here")
-
-
-_fata_to_rust_entry()
-
-
 def _fata_executor():
     try:
         cur = gdb.parse_and_eval("fata::executor::cur::CURRENT")

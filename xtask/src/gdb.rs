@@ -154,9 +154,9 @@ pub fn qemu_args(port: u16) -> Vec<String> {
     vec!["-S".into(), "-gdb".into(), format!("tcp:127.0.0.1:{port}")]
 }
 
-/// The command (program first) that attaches gdb to a guest halted by [`qemu_args`]. The
-/// script runs the guest to `fata_enter_rust` (a hardware breakpoint: the image is copied into
-/// memory only after reset, over any software breakpoint planted before).
+/// The command (program first) that attaches gdb to a guest halted by [`qemu_args`]. QEMU has
+/// loaded the image into guest memory before the first instruction, so ordinary (software)
+/// breakpoints set right after attaching hold (tests/tests/gdb.rs sets them there).
 pub fn attach_command(image: &Path, port: u16, script: &Path) -> Vec<String> {
     vec![
         "gdb".into(),
