@@ -23,9 +23,18 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
 }
 
+/// Installs Debian's `prometheus` (the server and `promtool`) when missing, once per test
+/// process: tests run in parallel, and two `apt-get`s at once would fight over dpkg's lock.
+fn ensure_prometheus() {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    xtask::setup::ensure_program("promtool", "prometheus").unwrap();
+    xtask::setup::ensure_program("prometheus", "prometheus").unwrap();
+}
+
 /// Runs `promtool check metrics` on `text`; returns (success, what it said).
 fn promtool_check(text: &str) -> (bool, String) {
-    xtask::setup::ensure_program("promtool", "prometheus").unwrap();
+    ensure_prometheus();
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -145,7 +154,7 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(ns: &Netns, target: &str) -> Prometheus {
-        xtask::setup::ensure_program("prometheus", "prometheus").unwrap();
+        ensure_prometheus();
         let dir = std::env::temp_dir().join(format!("fata-prometheus-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
