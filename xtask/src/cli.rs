@@ -706,7 +706,7 @@ fn real_main(mode: Mode, args: impl Iterator<Item = String>) -> Result<ExitCode>
             // (`acme` brings `net`, `tls` and `kv`).
             let mut n = xtask::build::cargo();
             n.current_dir(xtask::root())
-                .args(["test", "--package", "fata", "--features", "acme"]);
+                .args(["test", "--package", "fata", "--features", "acme,log-fields"]);
             cmd::run(
                 &mut n,
                 "the runtime's unit tests with networking, TLS and ACME",

@@ -38,7 +38,7 @@ pub fn run() -> Result<()> {
         // Every optional part of the runtime: networking, TLS, ACME (with the store) and the
         // web PKI roots.
         "--features",
-        "acme,web-pki-roots",
+        "acme,web-pki-roots,log-fields",
         "--",
         "-D",
         "warnings",
