@@ -543,6 +543,39 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn spawns_polls_waits_and_fired_timers_are_counted() {
+        let e = fresh();
+        // The counters are shared by every test thread: compare with at-least.
+        let before = stats();
+        let r = e.block_on::<MockPlatform, _>(async {
+            let hs: Vec<_> = (0..3)
+                .map(|_| spawn(sleep(Duration::from_millis(1))))
+                .collect();
+            // Let them run once, so each arms its timer.
+            yield_now().await;
+            let during = stats();
+            for h in hs {
+                h.await;
+            }
+            during
+        });
+        let during = r.unwrap();
+        let after = stats();
+        assert!(after.spawned >= before.spawned + 4, "main and three tasks");
+        assert!(during.live >= 4, "{during:?}");
+        assert!(during.timers >= 3, "{during:?}");
+        assert!(
+            after.polls >= before.polls + 7,
+            "each task twice, main at least once"
+        );
+        assert!(after.timers_fired >= before.timers_fired + 3);
+        assert!(
+            after.waits > before.waits,
+            "the executor idled until the timers"
+        );
+    }
+
+    #[test]
     fn a_task_that_yields_lets_the_others_run_first() {
         let e = fresh();
         let order: Rc<RefCell<Vec<&str>>> = Rc::default();
