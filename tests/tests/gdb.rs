@@ -145,6 +145,36 @@ fn batch(cmds: &[&str]) -> Vec<String> {
     v
 }
 
+/// The checks common to both targets' `hello` sessions: the breakpoint at `line` of main was
+/// hit, the loop counter `i` (1) and `cfg.count` (2) were printed, and the backtrace starts
+/// in main and passes through the executor, the runtime and the app's entry (plus `more`).
+/// Returns the backtrace's frames and their text.
+fn stopped_in_hello_main(text: &str, line: usize, more: &[&str]) -> (Vec<String>, String) {
+    assert!(
+        text.contains(&format!("examples/hello/src/main.rs:{line}")),
+        "the breakpoint in main was not hit"
+    );
+    assert!(text.contains("\n$1 = 1\n"), "the loop counter `i` is not 1");
+    assert!(
+        text.contains("\n$2 = 2\n"),
+        "cfg.count (count=2) is not read"
+    );
+    let bt = frames(text, "@@ bt");
+    let all = bt.join("\n");
+    assert!(bt[0].contains("hello::__fata_app_main"), "{all}");
+    for expected in [
+        "fata::executor::",
+        "fata::runtime::start",
+        "hello::__fata_start",
+    ]
+    .iter()
+    .chain(more)
+    {
+        assert!(all.contains(expected), "no `{expected}` frame in:\n{all}");
+    }
+    (bt, all)
+}
+
 #[test]
 fn gdb_on_virtio_stops_in_main_reads_locals_backtraces_to_the_entry_and_continues_to_exit_0() {
     let line = greeting_line();
@@ -170,29 +200,10 @@ fn gdb_on_virtio_stops_in_main_reads_locals_backtraces_to_the_entry_and_continue
         "not attached at reset"
     );
     assert!(
-        text.contains(&format!("examples/hello/src/main.rs:{line}")),
-        "the breakpoint in main was not hit"
-    );
-    assert!(
         text.contains("Located in") && text.contains("examples/hello/src/main.rs"),
         "the app's source does not resolve"
     );
-    assert!(text.contains("\n$1 = 1\n"), "the loop counter `i` is not 1");
-    assert!(
-        text.contains("\n$2 = 2\n"),
-        "cfg.count (count=2) is not read"
-    );
-    let bt = frames(&text, "@@ bt");
-    let all = bt.join("\n");
-    assert!(bt[0].contains("hello::__fata_app_main"), "{all}");
-    for expected in [
-        "fata::executor::",
-        "fata::runtime::start",
-        "hello::__fata_start",
-        "fata_platform_entry",
-    ] {
-        assert!(all.contains(expected), "no `{expected}` frame in:\n{all}");
-    }
+    let (bt, all) = stopped_in_hello_main(&text, line, &["fata_platform_entry"]);
     ends_cleanly_at_the_entry(&bt);
     assert!(!text.contains("Backtrace stopped"), "{all}");
     assert!(text.contains("timer(s) armed"), "fata-tasks failed");
@@ -221,25 +232,7 @@ fn gdb_on_unix_runs_the_process_stops_in_main_backtraces_to_its_entry_and_it_exi
         ]),
     );
     let text = run_gdb(&argv);
-    assert!(
-        text.contains(&format!("examples/hello/src/main.rs:{line}")),
-        "the breakpoint in main was not hit"
-    );
-    assert!(text.contains("\n$1 = 1\n"), "the loop counter `i` is not 1");
-    assert!(
-        text.contains("\n$2 = 2\n"),
-        "cfg.count (count=2) is not read"
-    );
-    let bt = frames(&text, "@@ bt");
-    let all = bt.join("\n");
-    assert!(bt[0].contains("hello::__fata_app_main"), "{all}");
-    for expected in [
-        "fata::executor::",
-        "fata::runtime::start",
-        "hello::__fata_start",
-    ] {
-        assert!(all.contains(expected), "no `{expected}` frame in:\n{all}");
-    }
+    let (bt, all) = stopped_in_hello_main(&text, line, &[]);
     // gdb stops at the process's `main` (fata's, in the unix platform), as for any C program.
     assert!(
         bt.last()
