@@ -705,8 +705,13 @@ fn real_main(mode: Mode, args: impl Iterator<Item = String>) -> Result<ExitCode>
             // The runtime's networking, TLS and ACME code only exists with its features
             // (`acme` brings `net`, `tls` and `kv`).
             let mut n = xtask::build::cargo();
-            n.current_dir(xtask::root())
-                .args(["test", "--package", "fata", "--features", "acme,log-fields"]);
+            n.current_dir(xtask::root()).args([
+                "test",
+                "--package",
+                "fata",
+                "--features",
+                "acme,log-fields",
+            ]);
             cmd::run(
                 &mut n,
                 "the runtime's unit tests with networking, TLS and ACME",
