@@ -479,6 +479,50 @@ pub(crate) fn parse_wrk(out: &str) -> Result<(f64, f64, f64)> {
     Ok((rps, lat(field("50%")), lat(field("99%"))))
 }
 
+/// What the request path's metrics cost: the http example at 16 keep-alive connections with
+/// its request-latency histogram on (the default) and off (`request_metrics=false`), booted
+/// alternately (3 rounds each, medians; 1 round with `--quick`). The counters stay on in
+/// both: each is one relaxed atomic add.
+fn metrics_cost(
+    s: &Systems,
+    ns: &Netns,
+    quick: bool,
+    netclient: &str,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    let (secs, rounds) = if quick { (1, 1) } else { (5, 3) };
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for _ in 0..rounds {
+        for (metrics, out) in [(true, &mut on), (false, &mut off)] {
+            let mut o = s.fata_opts(MEMORY_MIB);
+            o.args = vec![
+                format!("ipv4={GUEST_IP}/24"),
+                format!("request_metrics={metrics}"),
+            ];
+            tap(&mut o, ns);
+            let _b = boot_fata(&s.http, o, "fata: ready tcp/80")?;
+            reachable(ns, netclient)?;
+            out.push(wrk(ns, &format!("http://{GUEST_IP}/612.html"), 16, secs)?.0);
+        }
+    }
+    rows.push(row(
+        "wrk 16 conn, request-latency histogram on (default): requests/s",
+        median(&mut on),
+        f64::NAN,
+        "req/s",
+        "",
+    ));
+    rows.push(row(
+        "wrk 16 conn, request-latency histogram off (request_metrics=false): requests/s",
+        median(&mut off),
+        f64::NAN,
+        "req/s",
+        "",
+    ));
+    Ok(())
+}
+
 fn wrk_figures(
     s: &Systems,
     ns: &Netns,
@@ -806,6 +850,7 @@ pub fn run(opts: &CompareOpts) -> Result<String> {
         }
         if want("wrk") {
             wrk_figures(&s, &ns, opts.quick, &netclient, &mut rows)?;
+            metrics_cost(&s, &ns, opts.quick, &netclient, &mut rows)?;
         }
         if want("bulk") {
             bulk_figures(&s, &ns, opts.quick, &netclient, &mut rows)?;
