@@ -327,3 +327,47 @@ fn gdb_script_lists_the_executors_tasks_and_the_timers_that_wake_them() {
     assert_eq!(out.exit, Exit::Code(0), "{}", out.console());
     assert!(out.has_line("timers ok"), "{}", out.console());
 }
+
+#[test]
+fn fata_next_steps_across_an_await_that_suspends_to_the_next_line_of_the_async_fn() {
+    // Line 30 of hello awaits a sleep: `next` there ends in the executor (docs/debugging.md);
+    // `fata-next` must come back to main's own code, in the next iteration.
+    let await_line = line_of("hello", "sleep(cfg.interval).await");
+    let (text, out) = virtio_session(
+        "hello",
+        &["count=3"],
+        &[
+            &format!("break main.rs:{await_line}"),
+            "continue",
+            "print i",
+            "delete",
+            "fata-next",
+            "print i",
+            "fata-next",
+            "print i",
+            "continue",
+        ],
+    );
+    assert!(
+        text.contains("\n$1 = 1\n"),
+        "stopped at the await in the first iteration:\n{text}"
+    );
+    // Everything from the first `fata-next` on.
+    let after = text.split_once("@@ fata-next").map_or("", |(_, t)| t);
+    assert!(
+        !after.contains("executor.rs"),
+        "fata-next ended in the executor:\n{after}"
+    );
+    // After the sleep the loop goes on: the `for` line (where `i` is not bound yet), then the
+    // greeting of the second iteration.
+    let for_line = line_of("hello", "for i in 1..=cfg.count");
+    assert!(
+        after.contains(&format!("examples/hello/src/main.rs:{for_line}")),
+        "the first fata-next did not reach the loop:\n{after}"
+    );
+    assert!(
+        after.contains("$2 = 2"),
+        "the second iteration was not reached:\n{after}"
+    );
+    assert_eq!(out.exit, Exit::Code(0), "{}", out.console());
+}

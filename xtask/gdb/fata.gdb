@@ -161,8 +161,51 @@ class FataPanic(gdb.Command):
         raise gdb.GdbError("no panic handler found in this image")
 
 
+class FataNext(gdb.Command):
+    """Like `next`, but across an `.await` that suspends: runs until the current async fn
+    (or fn) reaches any other line of its own, however many polls that takes.
+
+    `next` cannot: when the awaited future is Pending, the poll returns and gdb's "next line in
+    this frame" ends in the executor. This sets temporary breakpoints on every other line of
+    the current function (but its first, where an async fn's state machine is resumed) and
+    continues; the first one reached wins and the rest are deleted.
+    If the same async fn runs in several tasks, the first task to get there stops."""
+
+    def __init__(self):
+        super().__init__("fata-next", gdb.COMMAND_RUNNING)
+
+    def invoke(self, arg, from_tty):
+        frame = gdb.selected_frame()
+        sal = frame.find_sal()
+        if sal.symtab is None:
+            raise gdb.GdbError("fata-next: no line information here")
+        block = frame.block()
+        while block is not None and block.function is None:
+            block = block.superblock
+        if block is None:
+            raise gdb.GdbError("fata-next: not inside a function")
+        here = sal.line
+        # An async fn is resumed from its first line (the `async fn` itself), where the state
+        # machine dispatches to the suspension point: that line is not a step.
+        entry = gdb.find_pc_line(block.start).line
+        addrs = set()
+        for e in sal.symtab.linetable():
+            if e.line > 0 and e.line not in (here, entry) and block.start <= e.pc < block.end:
+                addrs.add(e.pc)
+        if not addrs:
+            raise gdb.GdbError("fata-next: the function has no other line")
+        bps = [gdb.Breakpoint("*%#x" % a, internal=True, temporary=True) for a in sorted(addrs)]
+        try:
+            gdb.execute("continue", from_tty)
+        finally:
+            for b in bps:
+                if b.is_valid():
+                    b.delete()
+
+
 FataTimers()
 FataTasks()
 FataPanic()
+FataNext()
 end
 
