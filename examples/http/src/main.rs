@@ -123,9 +123,7 @@ async fn main(rt: fata::Runtime<Config>) -> Result<(), String> {
         cfg.request_timeout.as_millis() as u64,
     );
     let https = Https::start(&net, cfg, timer).await?;
-    let listener = net
-        .listen(cfg.port)
-        .map_err(|e| format!("listen: {e}"))?;
+    let listener = net.listen(cfg.port).map_err(|e| format!("listen: {e}"))?;
     fata::log::info!("http: serving {} files", FILES.len());
     // /readyz answers 200 from now on, once the network also has its address.
     fata::health::set_ready(true);
