@@ -62,6 +62,36 @@ pub(crate) fn init(cmdline: &'static str, ram: &[(u64, u64)], heap_bytes: u64) {
     mmio::init(ram);
 }
 
+/// The virtio-mmio windows the command line names (`virtio_mmio.device=`), in order, that
+/// parse and lie outside RAM below 4 GiB; with `warn`, the others are logged (once: only
+/// `open_net` passes it).
+fn cmdline_mmio(warn: bool) -> impl Iterator<Item = (CmdlineDevice, Mmio)> {
+    let cmdline = CMDLINE.get().copied().unwrap_or("");
+    cmdline.split_whitespace().filter_map(move |word| {
+        let v = word.strip_prefix("virtio_mmio.device=")?;
+        let Some(d) = parse_cmdline_device(v) else {
+            if warn {
+                log::warn!("ignoring malformed boot argument `{word}`");
+            }
+            return None;
+        };
+        let Some(regs) = mmio::device_window(d.base, d.size) else {
+            if warn {
+                log::warn!("ignoring `{word}`: the window is in RAM or above 4 GiB");
+            }
+            return None;
+        };
+        Some((d, regs))
+    })
+}
+
+/// Every PCI function reachable from bus 0, scanned once (the network card, the disks and the
+/// entropy device are all looked for in it).
+fn pci_functions() -> &'static [Bdf] {
+    static FOUND: spin::Once<Vec<Bdf>> = spin::Once::new();
+    FOUND.call_once(pci::scan)
+}
+
 /// Opens the first virtio network device as `service0`.
 pub(crate) fn open_net(name: &str) -> Result<(VirtioNet, Events), OpenError> {
     if name != "service0" {
@@ -75,20 +105,8 @@ pub(crate) fn open_net(name: &str) -> Result<(VirtioNet, Events), OpenError> {
     let slot = 0u8;
     let vector = DEVICE_VECTOR_BASE + slot;
     let events = Events(1 << slot);
-    let cmdline = CMDLINE.get().copied().unwrap_or("");
-    for word in cmdline.split_whitespace() {
-        let Some(v) = word.strip_prefix("virtio_mmio.device=") else {
-            continue;
-        };
-        let Some(d) = parse_cmdline_device(v) else {
-            log::warn!("ignoring malformed boot argument `{word}`");
-            continue;
-        };
-        // `NET_TAKEN` makes this the only driver of the window.
-        let Some(regs) = mmio::device_window(d.base, d.size) else {
-            log::warn!("ignoring `{word}`: the window is in RAM or above 4 GiB");
-            continue;
-        };
+    // `NET_TAKEN` makes this the only driver of the window.
+    for (d, regs) in cmdline_mmio(true) {
         let Some(t) = MmioTransport::probe(regs) else {
             continue;
         };
@@ -104,7 +122,7 @@ pub(crate) fn open_net(name: &str) -> Result<(VirtioNet, Events), OpenError> {
         }
         return start(Box::new(t), events);
     }
-    for b in pci::scan() {
+    for &b in pci_functions() {
         if PciTransport::is_net(&b) {
             let Some(t) = PciTransport::new(b, Some(vector), false) else {
                 return Err(OpenError::Failed(format!(
@@ -152,17 +170,12 @@ const RNG_TIMEOUT_NS: u64 = 200_000_000;
 /// it gets no interrupt and no event slot. `None` if there is none or it fails to start (said
 /// in the log).
 pub(crate) fn open_rng() -> Option<alloc::boxed::Box<dyn fata_hal::entropy::EntropySource>> {
-    let cmdline = CMDLINE.get().copied().unwrap_or("");
-    let mmio = cmdline
-        .split_whitespace()
-        .filter_map(|w| w.strip_prefix("virtio_mmio.device="))
-        .filter_map(parse_cmdline_device)
-        .filter_map(|d| mmio::device_window(d.base, d.size))
-        .filter_map(MmioTransport::probe)
+    let mmio = cmdline_mmio(false)
+        .filter_map(|(_, regs)| MmioTransport::probe(regs))
         .find(|t| t.device_id() == VIRTIO_ID_RNG)
         .map(|t| Box::new(t) as Box<dyn fata_virtio::Transport>);
     let transport = mmio.or_else(|| {
-        let b = pci::scan().into_iter().find(PciTransport::is_rng)?;
+        let &b = pci_functions().iter().find(|b| PciTransport::is_rng(b))?;
         PciTransport::new(b, None, false).map(|t| Box::new(t) as Box<dyn fata_virtio::Transport>)
     })?;
     let budget = fata_virtio::rng::Budget {
@@ -200,25 +213,16 @@ enum Disk {
 /// The virtio-blk devices, in disk order: virtio-mmio (command-line order), then PCI.
 /// Probing reads only the identification registers of each window.
 fn find_disks() -> Vec<Disk> {
-    let mut disks = Vec::new();
-    let cmdline = CMDLINE.get().copied().unwrap_or("");
-    for word in cmdline.split_whitespace() {
-        let Some(v) = word.strip_prefix("virtio_mmio.device=") else {
-            continue;
-        };
-        let Some(dev) = parse_cmdline_device(v) else {
-            continue; // `open_net` warns about it
-        };
-        let Some(regs) = mmio::device_window(dev.base, dev.size) else {
-            continue;
-        };
-        if MmioTransport::probe(regs).is_some_and(|t| t.device_id() == VIRTIO_ID_BLOCK) {
-            disks.push(Disk::Mmio { dev, regs });
-        }
-    }
+    let mut disks: Vec<Disk> = cmdline_mmio(false)
+        .filter(|&(_, regs)| {
+            MmioTransport::probe(regs).is_some_and(|t| t.device_id() == VIRTIO_ID_BLOCK)
+        })
+        .map(|(dev, regs)| Disk::Mmio { dev, regs })
+        .collect();
     disks.extend(
-        pci::scan()
-            .into_iter()
+        pci_functions()
+            .iter()
+            .copied()
             .filter(PciTransport::is_blk)
             .map(Disk::Pci),
     );
