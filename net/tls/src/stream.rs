@@ -1,11 +1,11 @@
-//! A TLS stream over any async byte stream ([`Io`]; fata's `TcpStream` is one): the
-//! handshake, reads, writes and close_notify. Timeouts belong to the caller (the runtime
+//! A TLS stream over any async byte stream ([`Io`]; the runtime implements it for its
+//! `TcpStream`): the handshake, reads, writes and close_notify. Timeouts belong to the caller (the runtime
 //! wraps the handshake in a deadline), so this module needs no clock.
 
 use crate::TlsError;
 use crate::engine::{Engine, Progress, Side};
 use alloc::sync::Arc;
-use fata_net::{NetError, TcpStream};
+use fata_net::NetError;
 use rustls::client::UnbufferedClientConnection;
 use rustls::server::UnbufferedServerConnection;
 use rustls::{ClientConfig, ServerConfig};
@@ -21,21 +21,6 @@ pub trait Io {
     async fn flush(&mut self) -> Result<(), NetError>;
     /// Closes the sending direction.
     fn shutdown(&mut self);
-}
-
-impl Io for TcpStream {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
-        TcpStream::read(self, buf).await
-    }
-    async fn write_all(&mut self, buf: &[u8]) -> Result<(), NetError> {
-        TcpStream::write_all(self, buf).await
-    }
-    async fn flush(&mut self) -> Result<(), NetError> {
-        TcpStream::flush(self).await
-    }
-    fn shutdown(&mut self) {
-        TcpStream::shutdown(self)
-    }
 }
 
 /// A TLS connection over `S`: server side ([`TlsStream::server`]) or client side
