@@ -207,7 +207,13 @@ impl Job {
     async fn stored(&self) -> Option<(i64, i64)> {
         let chain = self.get("cert").await?;
         let key = self.get("certkey").await?;
-        let id = Identity::from_pem(&chain, &key).ok()?;
+        let id = match Identity::from_pem(&chain, &key) {
+            Ok(id) => id,
+            Err(e) => {
+                log::warn!("acme: the stored certificate cannot be read: {e}");
+                return None;
+            }
+        };
         let (nb, na) = fata_acme::cert_validity(id.chain.first()?.as_ref())?;
         if now().is_some_and(|t| t >= na) {
             log::info!("acme: the stored certificate has expired");
@@ -252,27 +258,15 @@ impl Job {
                     self.directory
                 );
             }
-            match self.obtain().await {
+            let outcome = match self.obtain().await {
+                Ok(issued) => self.install(&issued).await.map(|()| issued),
+                Err(e) => Err(e),
+            };
+            match outcome {
                 Ok(issued) => {
+                    // Reset only once the certificate is in use: an unusable one must back
+                    // off like any failure, or the CA's rate limits are spent every 10 s.
                     attempt = 0;
-                    let id = match Identity::from_pem(
-                        issued.chain_pem.as_bytes(),
-                        issued.key_pem.as_bytes(),
-                    ) {
-                        Ok(id) => id,
-                        Err(e) => {
-                            log::error!("acme: the issued certificate is unusable: {e}");
-                            crate::time::sleep(fata_acme::default_backoff(attempt)).await;
-                            continue;
-                        }
-                    };
-                    if let Err(e) = self.certs.insert(&id) {
-                        log::error!("acme: the issued certificate is unusable: {e}");
-                        crate::time::sleep(fata_acme::default_backoff(attempt)).await;
-                        continue;
-                    }
-                    self.put("cert", issued.chain_pem.as_bytes()).await;
-                    self.put("certkey", issued.key_pem.as_bytes()).await;
                     log::info!(
                         "acme: certificate for {names} issued, valid for {} days{}",
                         days_left(issued.not_after),
@@ -292,6 +286,16 @@ impl Job {
                 }
             }
         }
+    }
+
+    /// Puts an issued certificate into service (the TLS store) and keeps it.
+    async fn install(&self, issued: &Issued) -> Result<(), String> {
+        Identity::from_pem(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())
+            .and_then(|id| self.certs.insert(&id))
+            .map_err(|e| format!("the issued certificate is unusable: {e}"))?;
+        self.put("cert", issued.chain_pem.as_bytes()).await;
+        self.put("certkey", issued.key_pem.as_bytes()).await;
+        Ok(())
     }
 
     /// One whole issuance: account (kept or new), order, challenges, certificate.
@@ -337,15 +341,19 @@ impl Job {
         {
             Ok(i) => Ok(i),
             Err(e) => {
-                let text = e.to_string();
                 // The CA forgot the account (a test CA restarted): register again next time.
-                if text.contains("accountDoesNotExist") {
+                let forgotten = e
+                    .problem()
+                    .is_some_and(|p| p.kind.ends_with(":accountDoesNotExist"));
+                if forgotten {
                     self.memory.borrow_mut().remove(&self.key("accounturl"));
-                    if let Some(s) = &self.store {
-                        let _ = s.delete(&self.key("accounturl")).await;
+                    if let Some(s) = &self.store
+                        && let Err(d) = s.delete(&self.key("accounturl")).await
+                    {
+                        log::warn!("acme: forgetting the account in the store: {d}");
                     }
                 }
-                Err(text)
+                Err(e.to_string())
             }
         }
     }
