@@ -28,6 +28,7 @@ pub mod compare;
 pub mod deploy;
 pub mod disk;
 pub mod elfcheck;
+pub mod encode;
 pub mod gdb;
 pub mod image;
 pub mod json;

@@ -18,26 +18,6 @@ use crate::{Result, bail};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-/// Standard base64 with padding (`base64 -w0`), for the `tls_cert=`/`tls_key=` boot keys.
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = c
-            .iter()
-            .enumerate()
-            .fold(0u32, |a, (i, &b)| a | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// The certificate both systems serve: chain and key PEM.
 fn certificate() -> Result<(Vec<u8>, Vec<u8>)> {
     let dir = crate::root().join("net/tls/src/testdata");
@@ -190,8 +170,8 @@ pub(crate) fn tls_figures(
     let (cert, key) = certificate()?;
     let linux_initrd = crate::linux_guest::prepare_tls(&super::page(), &cert, &key)?;
     let keys = [
-        format!("tls_cert={}", base64(&cert)),
-        format!("tls_key={}", base64(&key)),
+        format!("tls_cert={}", crate::encode::base64(&cert)),
+        format!("tls_key={}", crate::encode::base64(&key)),
     ];
     let ca = crate::root().join("net/tls/src/testdata/ca.pem");
     let ca = ca.to_string_lossy();
@@ -386,14 +366,4 @@ pub(crate) fn tls_figures(
     );
     notes.push_str(&stalls.into_inner());
     Ok(notes)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_is_what_coreutils_prints() {
-        assert_eq!(super::base64(b"f"), "Zg==");
-        assert_eq!(super::base64(b"fo"), "Zm8=");
-        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
-    }
 }
