@@ -16,6 +16,10 @@ const SERVER_SEC1: &[u8] = include_bytes!("testdata/server-sec1.key");
 const OTHER: &[u8] = include_bytes!("testdata/other.pem");
 const OTHER_KEY: &[u8] = include_bytes!("testdata/other.key");
 const RSA_KEY: &[u8] = include_bytes!("testdata/rsa.key");
+const CA2: &[u8] = include_bytes!("testdata/ca2.pem");
+const RSA: &[u8] = include_bytes!("testdata/rsa.pem");
+const P384: &[u8] = include_bytes!("testdata/p384.pem");
+const P384_KEY: &[u8] = include_bytes!("testdata/p384.key");
 
 fn urandom(buf: &mut [u8]) {
     std::fs::File::open("/dev/urandom")
@@ -302,4 +306,37 @@ fn a_renewed_certificate_replaces_the_old_one_for_the_same_names() {
     s.insert(&Identity::from_pem(OTHER, OTHER_KEY).unwrap())
         .unwrap();
     assert_eq!(s.len(), 2);
+}
+
+#[test]
+fn clients_verify_servers_with_rsa_and_p384_certificates() {
+    // The image cannot sign with these keys, but must verify peers that do: a server on
+    // rustls's stock ring provider (host only: it draws from the OS) presents them.
+    let t = tls();
+    for (cert, key) in [(RSA, RSA_KEY), (P384, P384_KEY)] {
+        let chain = crate::certs_from_pem(cert).unwrap();
+        let key = <pki_types::PrivateKeyDer<'_> as pki_types::pem::PemObject>::from_pem_slice(key)
+            .unwrap();
+        let scfg = Arc::new(
+            rustls::ServerConfig::builder_with_details(
+                Arc::new(rustls::crypto::ring::default_provider()),
+                Arc::new(crate::provider::Clock(now)),
+            )
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+        );
+        for v in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (mut c, mut s) = (client(&only(&t, CA2, v), "fata.test"), server(&scfg));
+            let (rc, rs) = pump(&mut c, &mut s);
+            assert_eq!(rc.unwrap(), Progress::Open, "{v:?}");
+            assert_eq!(rs.unwrap(), Progress::Open);
+            assert_eq!(transfer(&mut s, &mut c, b"verified"), b"verified");
+            // The same server is refused by a client that trusts another CA.
+            let (mut c, mut s) = (client(&only(&t, CA, v), "fata.test"), server(&scfg));
+            assert!(pump(&mut c, &mut s).0.is_err());
+        }
+    }
 }
